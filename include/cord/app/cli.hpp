@@ -1,0 +1,44 @@
+#pragma once
+// The command line of `cord`: `cord <command> [options]`. Commands plug in through a
+// table (commands.cpp); options common to every command are parsed here.
+#include <boost/program_options.hpp>
+#include <string>
+#include <vector>
+
+#include "cord/core/log.hpp"
+
+namespace cord::app {
+
+struct Session;
+
+// One subcommand: its name, one-line summary, its own options, and what it does.
+struct Command {
+  const char* name;
+  const char* summary;
+  void (*add_options)(boost::program_options::options_description& options);
+  int (*run)(const Session& session, const boost::program_options::variables_map& options);
+};
+
+// Options every command accepts.
+struct CommonOptions {
+  std::string config_path;             // --config; empty = built-in defaults
+  std::vector<std::string> overrides;  // --set, in order
+  bool dry_run = false;                // --dry-run
+  LogLevel log_level = LogLevel::kInfo;
+  LogRanks log_ranks;
+};
+
+struct Invocation {
+  enum class Kind { kRun, kHelp, kVersion };
+  Kind kind = Kind::kRun;
+  const Command* command = nullptr;  // null for top-level --help / --version
+  CommonOptions common;
+  boost::program_options::variables_map options;
+  std::string help_text;  // for kHelp
+};
+
+// Parses argv against the command table, which must outlive the Invocation (it points
+// into it); throws UsageError naming the bad argument.
+Invocation parse_command_line(int argc, char** argv, const std::vector<Command>& commands);
+
+}  // namespace cord::app

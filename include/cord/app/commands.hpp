@@ -1,0 +1,17 @@
+#pragma once
+// The subcommands of `cord`. A new command adds its factory here and to all_commands().
+#include <vector>
+
+#include "cord/app/cli.hpp"
+
+namespace cord::app {
+
+Command info_command();  // info_command.cpp
+
+// In the order `cord --help` lists them. A static table: Invocation points into it.
+inline const std::vector<Command>& all_commands() {
+  static const std::vector<Command> commands = {info_command()};
+  return commands;
+}
+
+}  // namespace cord::app

@@ -1,0 +1,64 @@
+#pragma once
+// ProcessGroup: a set of ranks that communicate together — an owned MPI communicator
+// and, on CUDA runs, an NCCL communicator over the same ranks. A cheap value: copies
+// share the communicators, which are freed with the last copy (before MPI_Finalize,
+// as long as the World outlives every group, which main guarantees by declaring it first).
+//
+// ProcessGroups bundles the world, dp and tp groups of one ParallelDims; they are passed
+// explicitly to whatever communicates. There is no global process-group state.
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cord/comm/parallel_dims.hpp"
+
+struct ncclComm;  // NCCL's opaque communicator (ncclComm_t = ncclComm*)
+
+namespace cord::comm {
+
+class World;
+
+class ProcessGroup {
+ public:
+  // A duplicate of MPI_COMM_WORLD (collective over the world).
+  static ProcessGroup world(const World& world);
+
+  // Collective over this group: ranks passing the same `color` form a new group,
+  // ordered by `key` (as MPI_Comm_split).
+  ProcessGroup split(int color, int key, const std::string& name) const;
+
+  const std::string& name() const;
+  int rank() const;
+  int size() const;
+  MPI_Comm mpi_comm() const;
+
+  // The members' world ranks in group-rank order, read from the communicator itself.
+  std::vector<int> world_ranks() const;
+
+  // Collective over the group: creates the NCCL communicator on the current CUDA device
+  // (group rank 0 makes the unique id, MPI broadcasts it). Throws CommError naming the
+  // rank and host on failure, DeviceError in a build without CUDA.
+  void init_nccl();
+  bool has_nccl() const;
+  ncclComm* nccl_comm() const;  // nullptr without init_nccl()
+
+ private:
+  struct State;
+  explicit ProcessGroup(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+struct ProcessGroups {
+  ParallelDims dims;
+  ProcessGroup world;
+  ProcessGroup dp;  // same tp_rank, all dp ranks: gradient averaging
+  ProcessGroup tp;  // same dp_rank, all tp ranks: tensor-parallel layers
+};
+
+// Collective over the world: builds the dp and tp groups by communicator splits,
+// and their NCCL communicators when `with_nccl` (after the CUDA device is selected).
+ProcessGroups make_process_groups(const World& world, const ParallelDims& dims, bool with_nccl);
+
+}  // namespace cord::comm

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# cord set-up: installs what is missing, builds, then runs the main job or the tests.
+#
+#   ./setup.sh run     install + build + run the main job (default embedded configuration)
+#   ./setup.sh test    install + build + run the whole ctest suite
+#   ./setup.sh build   install + build only
+#
+# Idempotent: installed Debian packages and a working Python environment are reused.
+# Runs as root without sudo (apt-get directly), or as a user who already has the packages.
+# Environment:
+#   CORD_VENV       Python virtual environment holding the pinned torch wheel (libtorch)
+#                   (default: ${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv — outside the checkout,
+#                   so fresh clones and CI reuse the multi-GB download)
+#   CORD_BUILD_DIR  build directory (default: build)
+#   CORD_JOBS       parallel compile jobs (default: 2; each torch TU needs ~1.5 GB RAM)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+mode=${1:-}
+case "$mode" in
+  run|test|build) ;;
+  -h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+  *) echo "usage: ./setup.sh run|test|build   (./setup.sh --help for details)" >&2; exit 2 ;;
+esac
+
+# Pinned versions (README "Versions"). The device machines run torch 2.11 with CUDA 13.0.
+TORCH_VERSION=2.11.0
+NUMPY_VERSION=2.4.6
+H5PY_VERSION=3.16.0
+VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
+BUILD_DIR=${CORD_BUILD_DIR:-build}
+JOBS=${CORD_JOBS:-2}
+
+# Debian packages, by what needs them (later capabilities included).
+DEBIAN_PACKAGES=(
+  cmake g++ make pkg-config git            # build
+  openmpi-bin libopenmpi-dev               # MPI runtime and compiler wrappers
+  libhdf5-openmpi-dev hdf5-tools           # parallel HDF5 (corpus, checkpoints) and h5dump
+  libboost-dev libboost-program-options-dev
+  libtomlplusplus-dev nlohmann-json3-dev   # config files, JSON output
+  espeak-ng libespeak-ng-dev libsoxr-dev libsndfile1-dev   # speech synthesis, resampling, WAV
+  libgtest-dev libgmock-dev libbenchmark-dev               # tests and benchmarks
+)
+
+say() { printf '[setup] %s\n' "$*"; }
+fail() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+install_debian_packages() {
+  local missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "Debian packages: all ${#DEBIAN_PACKAGES[@]} present"
+    return
+  fi
+  say "Debian packages missing: ${missing[*]}"
+  [ "$(id -u)" -eq 0 ] || fail "not root: install these packages first: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q || fail "apt-get update failed (network or sources.list?)"
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    # Find out which ones cannot be fetched, so the message names them.
+    local failed=()
+    for pkg in "${missing[@]}"; do
+      apt-get install -y -q --no-install-recommends "$pkg" >/dev/null 2>&1 || failed+=("$pkg")
+    done
+    fail "could not install Debian package(s): ${failed[*]:-unknown (see apt-get output above)}"
+  fi
+}
+
+python_env_ok() {
+  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$TORCH_VERSION" <<'PY' 2>/dev/null
+import sys, torch, numpy, h5py
+sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
+PY
+}
+
+install_python_env() {
+  if python_env_ok; then
+    say "Python environment: $VENV (torch $TORCH_VERSION) present"
+    return
+  fi
+  say "Python environment: creating $VENV with torch $TORCH_VERSION (a CUDA build, several GB; once per machine)"
+  command -v python3 >/dev/null || fail "python3 not found: install python3 and python3-venv"
+  mkdir -p "$(dirname "$VENV")"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || fail "python3 -m venv $VENV failed (install python3-venv)"
+  "$VENV/bin/python" -m pip install --progress-bar off --upgrade pip >/dev/null || fail "pip upgrade failed in $VENV"
+  "$VENV/bin/python" -m pip install --progress-bar off "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" \
+      "h5py==$H5PY_VERSION" || fail "pip could not install torch==$TORCH_VERSION numpy==$NUMPY_VERSION h5py==$H5PY_VERSION"
+  python_env_ok || fail "torch $TORCH_VERSION does not import from $VENV"
+}
+
+build() {
+  local torch_cmake
+  torch_cmake=$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  say "configuring $BUILD_DIR (libtorch from $torch_cmake)"
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_cmake" >/dev/null \
+    || fail "cmake configure failed; rerun: cmake -S . -B $BUILD_DIR -DCMAKE_PREFIX_PATH=$torch_cmake"
+  say "building with $JOBS jobs"
+  cmake --build "$BUILD_DIR" -j "$JOBS" || fail "build failed"
+}
+
+# Open MPI refuses root and more ranks than cores unless told; yielding when idle keeps
+# oversubscribed ranks from spinning against each other.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+
+install_debian_packages
+install_python_env
+build
+
+case "$mode" in
+  run)
+    say "main job: mpiexec -n 2 $BUILD_DIR/cord info --config jobs/tiny.toml"
+    mpiexec -n 2 "$BUILD_DIR/cord" info --config jobs/tiny.toml
+    ;;
+  test)
+    say "tests: ctest in $BUILD_DIR"
+    (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 600)
+    ;;
+  build) ;;
+esac

@@ -1,0 +1,187 @@
+// Argument checks shared by every collective, then dispatch to the MPI (CPU) or
+// NCCL (CUDA) backend. See collectives.hpp for the contract.
+#include "cord/comm/collectives.hpp"
+
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "backends.hpp"
+#include "cord/comm/mpi_check.hpp"
+#include "cord/comm/process_group.hpp"
+#include "cord/core/error.hpp"
+
+namespace cord::comm {
+namespace {
+
+enum class Backend { kMpi, kNccl };
+
+bool supported_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+    case at::kDouble:
+    case at::kBFloat16:
+    case at::kInt:
+    case at::kLong: return true;
+    default: return false;
+  }
+}
+
+[[noreturn]] void reject(const ProcessGroup& group, const char* what, const std::string& problem) {
+  throw Error(std::string(what) + " on group '" + group.name() + "': " + problem + " (" +
+              process_identity() + ")");
+}
+
+std::string describe(const at::Tensor& t) {
+  std::ostringstream os;
+  os << "sizes " << t.sizes() << ", strides " << t.strides();
+  return os.str();
+}
+
+// Checks one tensor and picks the backend that serves its device.
+Backend check_tensor(const ProcessGroup& group, const char* what, const at::Tensor& t) {
+  if (!t.defined()) reject(group, what, "tensor is undefined");
+  if (!supported_dtype(t.scalar_type())) {
+    reject(group, what,
+           std::string("dtype ") + at::toString(t.scalar_type()) +
+               " is not supported (float32, float64, bfloat16, int32, int64)");
+  }
+  if (!t.is_contiguous()) reject(group, what, "tensor is not contiguous (" + describe(t) + ")");
+  if (t.is_cpu()) return Backend::kMpi;
+  if (t.is_cuda()) {
+    if (!group.has_nccl()) {
+      reject(group, what, "CUDA tensor but the group has no NCCL communicator (runtime.device is not cuda)");
+    }
+    return Backend::kNccl;
+  }
+  reject(group, what, "tensor on device '" + t.device().str() +
+                          "'; collectives take CPU tensors (MPI) or CUDA tensors (NCCL)");
+}
+
+Backend check_pair(const ProcessGroup& group, const char* what, const at::Tensor& input,
+                   const at::Tensor& output) {
+  const Backend backend = check_tensor(group, what, input);
+  check_tensor(group, what, output);
+  if (input.scalar_type() != output.scalar_type()) {
+    reject(group, what, std::string("input dtype ") + at::toString(input.scalar_type()) +
+                            " != output dtype " + at::toString(output.scalar_type()));
+  }
+  if (input.device() != output.device()) {
+    reject(group, what, "input on " + input.device().str() + ", output on " + output.device().str());
+  }
+  return backend;
+}
+
+void check_op(const ProcessGroup& group, const char* what, const at::Tensor& t, ReduceOp op) {
+  if (op == ReduceOp::kAvg && !at::isFloatingType(t.scalar_type())) {
+    reject(group, what, std::string("ReduceOp avg needs a floating-point tensor, got ") +
+                            at::toString(t.scalar_type()));
+  }
+}
+
+#ifndef CORD_WITH_CUDA
+[[noreturn]] void no_nccl() { throw Error("NCCL backend requested in a build without CUDA"); }
+#endif
+
+}  // namespace
+
+const char* to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kAvg: return "avg";
+    case ReduceOp::kMax: return "max";
+  }
+  return "?";
+}
+
+void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op) {
+  const Backend backend = check_tensor(group, "all_reduce", tensor);
+  check_op(group, "all_reduce", tensor, op);
+  if (backend == Backend::kMpi) return detail::mpi_all_reduce(group.mpi_comm(), tensor, op);
+#ifdef CORD_WITH_CUDA
+  detail::nccl_all_reduce(group.nccl_comm(), tensor, op);
+#else
+  no_nccl();
+#endif
+}
+
+void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output) {
+  const Backend backend = check_pair(group, "all_gather", input, output);
+  if (output.numel() != input.numel() * group.size()) {
+    reject(group, "all_gather", "output numel " + std::to_string(output.numel()) + " != group size " +
+                                    std::to_string(group.size()) + " * input numel " +
+                                    std::to_string(input.numel()));
+  }
+  if (backend == Backend::kMpi) return detail::mpi_all_gather(group.mpi_comm(), input, output);
+#ifdef CORD_WITH_CUDA
+  detail::nccl_all_gather(group.nccl_comm(), input, output);
+#else
+  no_nccl();
+#endif
+}
+
+void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output,
+                    ReduceOp op) {
+  const Backend backend = check_pair(group, "reduce_scatter", input, output);
+  check_op(group, "reduce_scatter", input, op);
+  if (input.numel() != output.numel() * group.size()) {
+    reject(group, "reduce_scatter", "input numel " + std::to_string(input.numel()) + " != group size " +
+                                        std::to_string(group.size()) + " * output numel " +
+                                        std::to_string(output.numel()));
+  }
+  if (backend == Backend::kMpi) return detail::mpi_reduce_scatter(group.mpi_comm(), input, output, op);
+#ifdef CORD_WITH_CUDA
+  detail::nccl_reduce_scatter(group.nccl_comm(), input, output, op);
+#else
+  no_nccl();
+#endif
+}
+
+void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
+  const Backend backend = check_tensor(group, "broadcast", tensor);
+  if (root < 0 || root >= group.size()) {
+    reject(group, "broadcast", "root " + std::to_string(root) + " outside group of size " +
+                                   std::to_string(group.size()));
+  }
+  if (backend == Backend::kMpi) return detail::mpi_broadcast(group.mpi_comm(), tensor, root);
+#ifdef CORD_WITH_CUDA
+  detail::nccl_broadcast(group.nccl_comm(), tensor, root);
+#else
+  no_nccl();
+#endif
+}
+
+void barrier(const ProcessGroup& group) {
+#ifdef CORD_WITH_CUDA
+  if (group.has_nccl()) detail::cuda_synchronize_current_stream();
+#endif
+  CORD_MPI_CHECK(MPI_Barrier(group.mpi_comm()));
+}
+
+std::vector<std::string> gather_strings(const ProcessGroup& group, const std::string& mine, int root) {
+  const int length = static_cast<int>(mine.size());
+  const bool is_root = group.rank() == root;
+  std::vector<int> lengths(is_root ? static_cast<std::size_t>(group.size()) : 0);
+  CORD_MPI_CHECK(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, group.mpi_comm()));
+  std::vector<int> offsets(lengths.size());
+  int total = 0;
+  for (std::size_t i = 0; i < lengths.size(); ++i) offsets[i] = total, total += lengths[i];
+  std::string all(static_cast<std::size_t>(total), '\0');
+  CORD_MPI_CHECK(MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(),
+                             MPI_CHAR, root, group.mpi_comm()));
+  std::vector<std::string> result;
+  for (std::size_t i = 0; i < lengths.size(); ++i) {
+    result.push_back(all.substr(static_cast<std::size_t>(offsets[i]), static_cast<std::size_t>(lengths[i])));
+  }
+  return result;
+}
+
+std::string nccl_version() {
+#ifdef CORD_WITH_CUDA
+  return detail::nccl_library_version();
+#else
+  return "";
+#endif
+}
+
+}  // namespace cord::comm

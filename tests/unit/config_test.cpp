@@ -1,0 +1,157 @@
+// Config tree: TOML loading, --set overrides, validation messages, the resolved dump.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "cord/config/load.hpp"
+#include "cord/core/error.hpp"
+
+namespace cord {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A TOML file in a fresh temporary directory, removed at the end of the test.
+class TomlFile {
+ public:
+  explicit TomlFile(const std::string& text) {
+    path_ = fs::temp_directory_path() /
+            ("cord_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".toml");
+    std::ofstream(path_) << text;
+  }
+  ~TomlFile() { fs::remove(path_); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+// Runs `action` and returns the UsageError message it must throw.
+template <typename Action>
+std::string usage_error_of(Action&& action) {
+  try {
+    action();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a UsageError";
+  return "";
+}
+
+TEST(Config, DefaultsAreTheEmbeddedConfiguration) {
+  const Config config = load_config("", {});
+  EXPECT_EQ(config.parallel.dp, 0);
+  EXPECT_EQ(config.parallel.tp, 1);
+  EXPECT_EQ(config.runtime.device, "auto");
+  EXPECT_EQ(config.runtime.threads, 0);
+}
+
+TEST(Config, LoadsTomlFile) {
+  TomlFile file("[parallel]\ntp = 2\n\n[runtime]\ndevice = \"cpu\"\nthreads = 3\n");
+  const Config config = load_config(file.path(), {});
+  EXPECT_EQ(config.parallel.tp, 2);
+  EXPECT_EQ(config.runtime.device, "cpu");
+  EXPECT_EQ(config.runtime.threads, 3);
+}
+
+TEST(Config, DottedKeysAndInlineTablesAreTheSameKeys) {
+  TomlFile file("parallel.tp = 4\nruntime = { device = \"cuda\" }\n");
+  const Config config = load_config(file.path(), {});
+  EXPECT_EQ(config.parallel.tp, 4);
+  EXPECT_EQ(config.runtime.device, "cuda");
+}
+
+TEST(Config, UnknownKeyNamesKeyFileAndLineAndSuggests) {
+  TomlFile file("[parallel]\ntp = 2\ntpp = 3\n");
+  const std::string message = usage_error_of([&] { load_config(file.path(), {}); });
+  EXPECT_NE(message.find("unknown key 'parallel.tpp'"), std::string::npos) << message;
+  EXPECT_NE(message.find(file.path() + ":3"), std::string::npos) << message;
+  EXPECT_NE(message.find("did you mean 'parallel.tp'"), std::string::npos) << message;
+}
+
+TEST(Config, UnknownSectionIsAnError) {
+  TomlFile file("[paralel]\ntp = 2\n");
+  const std::string message = usage_error_of([&] { load_config(file.path(), {}); });
+  EXPECT_NE(message.find("unknown key 'paralel.tp'"), std::string::npos) << message;
+}
+
+TEST(Config, WrongTypeNamesKeyAndExpectedType) {
+  TomlFile file("[parallel]\ntp = \"two\"\n");
+  const std::string message = usage_error_of([&] { load_config(file.path(), {}); });
+  EXPECT_NE(message.find("parallel.tp in " + file.path() + ":2 must be an integer"), std::string::npos) << message;
+}
+
+TEST(Config, IntegerOutOfRangeIsAnError) {
+  TomlFile file("[parallel]\ntp = 99999999999\n");
+  EXPECT_THROW(load_config(file.path(), {}), UsageError);
+}
+
+TEST(Config, SyntaxErrorNamesFileLineAndColumn) {
+  TomlFile file("[parallel]\ntp = = 2\n");
+  const std::string message = usage_error_of([&] { load_config(file.path(), {}); });
+  EXPECT_NE(message.find("cannot parse config " + file.path() + ":2:"), std::string::npos) << message;
+}
+
+TEST(Config, MissingFileIsAnError) {
+  const std::string message = usage_error_of([] { load_config("/nonexistent/cord.toml", {}); });
+  EXPECT_NE(message.find("/nonexistent/cord.toml"), std::string::npos) << message;
+}
+
+TEST(Config, OverridesApplyInOrderAfterTheFile) {
+  TomlFile file("[parallel]\ntp = 2\n");
+  const Config config = load_config(file.path(), {"parallel.tp=4", "runtime.device=cpu", "parallel.tp=1"});
+  EXPECT_EQ(config.parallel.tp, 1);
+  EXPECT_EQ(config.runtime.device, "cpu");
+}
+
+TEST(Config, OverrideAcceptsQuotedStrings) {
+  EXPECT_EQ(load_config("", {"runtime.device=\"cuda\""}).runtime.device, "cuda");
+}
+
+TEST(Config, OverrideErrorsAreExact) {
+  EXPECT_EQ(usage_error_of([] { load_config("", {"parallel.tp"}); }),
+            "--set parallel.tp: expected section.key=value");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"parallel.tp=two"}); }),
+            "--set parallel.tp=two: parallel.tp must be an integer (in range)");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"parallel.tp=2x"}); }),
+            "--set parallel.tp=2x: parallel.tp must be an integer (in range)");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"parallel.pt=2"}); }),
+            "unknown key 'parallel.pt' in --set parallel.pt=2 (did you mean 'parallel.tp'?)");
+}
+
+TEST(Config, ValidationMessagesAreExact) {
+  EXPECT_EQ(usage_error_of([] { load_config("", {"runtime.device=tpu"}); }),
+            "runtime.device='tpu' is not one of cpu, cuda, auto");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"runtime.threads=-1"}); }),
+            "runtime.threads=-1 must be >= 0");
+}
+
+TEST(Config, DumpRoundTripsAndDocumentsEveryField) {
+  const Config config = load_config("", {"parallel.tp=2", "parallel.dp=3", "runtime.device=cuda"});
+  const std::string text = to_toml(config);
+  Config copy = config;
+  for (Field& field : config_fields(copy)) EXPECT_NE(text.find(std::string(field.doc)), std::string::npos);
+  TomlFile file(text);
+  const Config reloaded = load_config(file.path(), {});
+  EXPECT_EQ(to_toml(reloaded), text);
+  EXPECT_EQ(reloaded.parallel.dp, 3);
+  EXPECT_EQ(reloaded.runtime.device, "cuda");
+}
+
+TEST(Config, EveryFieldHasAUniqueDottedKeyAndDoc) {
+  Config config;
+  const std::vector<Field> fields = config_fields(config);
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    EXPECT_NE(fields[i].key.find('.'), std::string_view::npos) << fields[i].key;
+    EXPECT_FALSE(fields[i].doc.empty()) << fields[i].key;
+    for (std::size_t j = i + 1; j < fields.size(); ++j) EXPECT_NE(fields[i].key, fields[j].key);
+  }
+}
+
+}  // namespace
+}  // namespace cord
