@@ -8,6 +8,7 @@
 #include "cord/app/commands.hpp"
 #include "cord/app/runtime.hpp"
 #include "cord/comm/parallel_dims.hpp"
+#include "cord/config/config.hpp"
 #include "cord/config/load.hpp"
 #include "cord/core/build_info.hpp"
 #include "cord/core/log.hpp"
@@ -44,8 +45,11 @@ int cord_main(int argc, char** argv, const cord::comm::World& world) {
 
   const Config config = app::run_agreed(
       world, [&] { return load_config(invocation.common.config_path, invocation.common.overrides); });
-  const comm::ParallelDims dims = app::run_agreed(
-      world, [&] { return comm::ParallelDims::resolve(config.parallel.dp, config.parallel.tp, world.size()); });
+  const comm::ParallelDims dims = app::run_agreed(world, [&] {
+    const auto resolved = comm::ParallelDims::resolve(config.parallel.dp, config.parallel.tp, world.size());
+    validate_tensor_parallel(config, resolved.tp());
+    return resolved;
+  });
   if (invocation.common.dry_run) {
     if (world.rank() == 0) print_dry_run(config, dims);
     return 0;

@@ -131,6 +131,27 @@ TEST(Config, ValidationMessagesAreExact) {
             "runtime.threads=-1 must be >= 0");
 }
 
+TEST(Config, ModelValidationMessagesAreExact) {
+  EXPECT_EQ(usage_error_of([] { load_config("", {"model.n_heads=3"}); }),
+            "model.d_model=128 is not divisible by model.n_heads=3");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"model.d_model=48", "model.n_heads=16"}); }),
+            "model.d_model / model.n_heads = 3 must be even (rotary embeddings rotate pairs)");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"model.n_kv_heads=3"}); }),
+            "model.n_heads=4 is not divisible by model.n_kv_heads=3");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"model.norm_eps=0"}); }), "model.norm_eps=0 must be > 0");
+  EXPECT_EQ(usage_error_of([] { validate_tensor_parallel(load_config("", {}), 8); }),
+            "model.n_heads=4 is not divisible by parallel.tp=8");
+  EXPECT_NO_THROW(validate_tensor_parallel(load_config("", {"model.n_kv_heads=2"}), 2));
+}
+
+TEST(Config, NestedSectionsLoadFromTomlTables) {
+  TomlFile file("[model]\nd_model = 64\n\n[model.audio]\nn_layers = 1\n");
+  const Config config = load_config(file.path(), {});
+  EXPECT_EQ(config.model.d_model, 64);
+  EXPECT_EQ(config.model.audio.n_layers, 1);
+  EXPECT_NE(to_toml(config).find("[model.audio]"), std::string::npos);
+}
+
 TEST(Config, DumpRoundTripsAndDocumentsEveryField) {
   const Config config = load_config("", {"parallel.tp=2", "parallel.dp=3", "runtime.device=cuda"});
   const std::string text = to_toml(config);
