@@ -16,6 +16,9 @@ namespace cord::comm::detail {
 
 // MPI, CPU tensors. MPI counts are int: larger tensors are an Error.
 void mpi_all_reduce(MPI_Comm comm, const at::Tensor& tensor, ReduceOp op);
+// Starts MPI_Iallreduce; the caller finishes with mpi_finish_all_reduce after completion.
+MPI_Request mpi_start_all_reduce(MPI_Comm comm, const at::Tensor& tensor, ReduceOp op);
+void mpi_finish_all_reduce(MPI_Comm comm, const at::Tensor& tensor, ReduceOp op);
 void mpi_all_gather(MPI_Comm comm, const at::Tensor& input, const at::Tensor& output);
 void mpi_reduce_scatter(MPI_Comm comm, const at::Tensor& input, const at::Tensor& output, ReduceOp op);
 void mpi_broadcast(MPI_Comm comm, const at::Tensor& tensor, int root);

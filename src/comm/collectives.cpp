@@ -105,6 +105,53 @@ void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op
 #endif
 }
 
+struct Work::State {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Request request = MPI_REQUEST_NULL;
+  at::Tensor tensor;
+  ReduceOp op = ReduceOp::kSum;
+  bool done = false;
+
+  void finish() {
+    detail::mpi_finish_all_reduce(comm, tensor, op);
+    tensor = at::Tensor();
+    done = true;
+  }
+};
+
+bool Work::test() {
+  if (!state_ || state_->done) return true;
+  int flag = 0;
+  CORD_MPI_CHECK(MPI_Test(&state_->request, &flag, MPI_STATUS_IGNORE));
+  if (flag != 0) state_->finish();
+  return flag != 0;
+}
+
+void Work::wait() {
+  if (!state_ || state_->done) return;
+  CORD_MPI_CHECK(MPI_Wait(&state_->request, MPI_STATUS_IGNORE));
+  state_->finish();
+}
+
+Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op) {
+  const Backend backend = check_tensor(group, "all_reduce_async", tensor);
+  check_op(group, "all_reduce_async", tensor, op);
+  if (backend == Backend::kNccl) {
+#ifdef CORD_WITH_CUDA
+    detail::nccl_all_reduce(group.nccl_comm(), tensor, op);  // stream-ordered: complete for the host
+    return Work();
+#else
+    no_nccl();
+#endif
+  }
+  auto state = std::make_shared<Work::State>();
+  state->comm = group.mpi_comm();
+  state->tensor = tensor;
+  state->op = op;
+  state->request = detail::mpi_start_all_reduce(group.mpi_comm(), tensor, op);
+  return Work(std::move(state));
+}
+
 void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output) {
   const Backend backend = check_pair(group, "all_gather", input, output);
   if (output.numel() != input.numel() * group.size()) {

@@ -89,6 +89,18 @@ void mpi_all_reduce(MPI_Comm comm, const at::Tensor& tensor, ReduceOp op) {
   finish_average(comm, tensor, op);
 }
 
+MPI_Request mpi_start_all_reduce(MPI_Comm comm, const at::Tensor& tensor, ReduceOp op) {
+  const at::ScalarType type = tensor.scalar_type();
+  MPI_Request request = MPI_REQUEST_NULL;
+  CORD_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), mpi_count(tensor), mpi_type(type),
+                                mpi_op(op, type), comm, &request));
+  return request;
+}
+
+void mpi_finish_all_reduce(MPI_Comm comm, const at::Tensor& tensor, ReduceOp op) {
+  finish_average(comm, tensor, op);
+}
+
 void mpi_all_gather(MPI_Comm comm, const at::Tensor& input, const at::Tensor& output) {
   const MPI_Datatype type = mpi_type(input.scalar_type());
   mpi_count(output);

@@ -88,6 +88,23 @@ TEST_F(Collectives, AllReduceLargeBufferFloat) {
   EXPECT_EQ(t.max().item<float>(), static_cast<float>(rank_sum()));
 }
 
+TEST_F(Collectives, AllReduceAsyncOverlapsSeveralBuffers) {
+  // Three collectives in flight at once, completed in reverse order.
+  std::vector<at::Tensor> buffers;
+  std::vector<Work> works;
+  for (int i = 0; i < 3; ++i) {
+    buffers.push_back(ramp(1000 * (i + 1), at::kFloat, rank()));
+    works.push_back(all_reduce_async(group_, buffers.back(), i == 1 ? ReduceOp::kAvg : ReduceOp::kSum));
+  }
+  works[0].test();  // progress without blocking; may or may not be complete
+  for (int i = 2; i >= 0; --i) works[static_cast<std::size_t>(i)].wait();
+  for (int i = 0; i < 3; ++i) {
+    const double factor = i == 1 ? (size() + 1) / 2.0 : rank_sum();
+    expect_equal(buffers[static_cast<std::size_t>(i)], (torch::arange(1, 1000 * (i + 1) + 1, torch::kDouble) * factor).to(at::kFloat));
+  }
+  EXPECT_TRUE(works[0].test());
+}
+
 TEST_F(Collectives, AllGatherEveryDtypeInGroupRankOrder) {
   for (at::ScalarType dtype : kAllDtypes) {
     SCOPED_TRACE(at::toString(dtype));

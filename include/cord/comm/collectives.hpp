@@ -7,6 +7,7 @@
 // All calls are collective: every rank of the group calls them in the same order with
 // tensors of the same dtype and numel. Results are written in place (into `tensor` or
 // `output`); the Tensor handles are const because the tensors' data, not the handles, change.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,25 @@ const char* to_string(ReduceOp op);
 
 // tensor <- reduce over the group of every rank's tensor.
 void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op);
+
+// A collective in flight. wait() completes it (for MPI, also the division of kAvg);
+// test() lets MPI progress it without blocking. CUDA collectives are ordered on the
+// stream, so they count as complete for the host once enqueued.
+class Work {
+ public:
+  Work() = default;  // already complete
+  bool test();       // true once complete
+  void wait();
+
+  struct State;
+  explicit Work(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+// Non-blocking all_reduce: `tensor` must not be read or written until wait() returns.
+Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op);
 
 // output <- concatenation of every rank's input in group-rank order.
 // output.numel() == group.size() * input.numel(); shapes are otherwise free
