@@ -3,29 +3,10 @@
 median time per variant and size over the rounds, the ratio raw/cord (>= 0.95 is the
 goal: cord's wrapper within 5% of raw MPI), plus machine, commit and command."""
 import argparse
-import json
-import platform
 import statistics
-import subprocess
 from collections import defaultdict
 
-
-def git(*args):
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+import benchlib
 
 
 def main():
@@ -34,8 +15,7 @@ def main():
     parser.add_argument("--command", required=True)
     parser.add_argument("--out", required=True, help="results JSON to write")
     args = parser.parse_args()
-    with open(args.raw_json) as f:
-        raw = json.load(f)
+    raw = benchlib.load(args.raw_json)
     times = defaultdict(list)  # (variant, size) -> [ms per round]
     for b in raw["benchmarks"]:
         variant, size = b["name"].split("/")[:2]  # name/size/round:k/iterations:n/manual_time
@@ -52,20 +32,11 @@ def main():
             "cord_ms": cord_ms,
             "raw_over_cord": raw_ms / cord_ms,
         })
-    result = {
-        "what": "all_reduce sum float32, cord wrapper vs raw MPI_Allreduce, same buffer, 2 ranks; "
-                "median over rounds of the slowest rank's time per call",
-        "machine": {"host": platform.node(), "cpu": cpu_model(), "cores": raw["context"].get("num_cpus"),
-                    "kernel": platform.release(), "load_avg": raw["context"].get("load_avg")},
-        "commit": git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""),
-        "date": raw["context"].get("date"),
-        "command": args.command,
-        "summary": summary,
-        "google_benchmark": raw,
-    }
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    benchlib.write_results(
+        args.out,
+        "all_reduce sum float32, cord wrapper vs raw MPI_Allreduce, same buffer, 2 ranks; "
+        "median over rounds of the slowest rank's time per call",
+        args.command, summary, raw)
     for r in summary:
         print(f"{r['size']}: raw MPI {r['raw_mpi_ms']:.3f} ms, cord {r['cord_ms']:.3f} ms, "
               f"raw/cord = {r['raw_over_cord']:.3f}")

@@ -47,7 +47,7 @@ int cord_main(int argc, char** argv, const cord::comm::World& world) {
       world, [&] { return load_config(invocation.common.config_path, invocation.common.overrides); });
   const comm::ParallelDims dims = app::run_agreed(world, [&] {
     const auto resolved = comm::ParallelDims::resolve(config.parallel.dp, config.parallel.tp, world.size());
-    validate_tensor_parallel(config, resolved.tp());
+    validate_tensor_parallel(config.model, resolved.tp());
     return resolved;
   });
   if (invocation.common.dry_run) {

@@ -66,13 +66,18 @@ Invocation parse_command_line(int argc, char** argv, const std::vector<Command>&
   std::string log_level;
   std::string log_ranks;
   po::options_description all(std::string("cord ") + command.name + ": " + command.summary +
-                              "\n\nUsage: mpiexec -n N cord " + command.name + " [options]");
+                              "\n\nUsage: mpiexec -n N cord " + command.name +
+                              (command.positional_usage != nullptr ? std::string(" ") + command.positional_usage : "") +
+                              " [options]");
   po::options_description own(std::string(command.name) + " options");
   command.add_options(own);
   all.add(own).add(common_options(invocation.common, log_level, log_ranks));
+  po::positional_options_description positional;
+  if (command.add_positional != nullptr) command.add_positional(positional);
   try {
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end()))
                   .options(all)
+                  .positional(positional)
                   .run(),
               invocation.options);
     po::notify(invocation.options);

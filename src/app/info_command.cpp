@@ -14,6 +14,7 @@
 #include "cord/comm/collectives.hpp"
 #include "cord/comm/parallel_dims.hpp"
 #include "cord/core/build_info.hpp"
+#include "cord/model/model_stats.hpp"
 #include "cord/app/runtime.hpp"
 
 namespace po = boost::program_options;
@@ -60,6 +61,23 @@ json versions(const Session& s) {
   };
 }
 
+// Sizes and FLOPs of the configured model (for MFU), at its longest context.
+json model_report(const ModelConfig& config) {
+  const int64_t context = config.max_seq_len;
+  const int64_t audio_frames = 4LL * config.audio.projector_stack * config.max_seq_len;
+  const model::ModelStats stats = model::compute_model_stats(config, context, audio_frames);
+  return {
+      {"total_params", stats.total_params},
+      {"decoder_params", stats.decoder_params},
+      {"encoder_params", stats.encoder_params},
+      {"projector_params", stats.projector_params},
+      {"flops_context", context},
+      {"decoder_forward_flops_per_token", stats.decoder_forward_flops_per_token},
+      {"decoder_train_flops_per_token", stats.decoder_train_flops_per_token},
+      {"encoder_forward_flops_per_frame", stats.encoder_forward_flops_per_frame},
+  };
+}
+
 json report(const Session& s, const std::vector<std::string>& rank_records) {
   const BuildInfo& build = build_info();
   json ranks = json::array();
@@ -76,6 +94,7 @@ json report(const Session& s, const std::vector<std::string>& rank_records) {
         {"cuda_compiled", build.with_cuda},
         {"nccl_compiled", build.with_cuda}}},
       {"versions", versions(s)},
+      {"model", model_report(s.config.model)},
       {"ranks", ranks},
   };
 }
@@ -85,6 +104,11 @@ void print_table(const json& r) {
             << ", " << r["build"]["build_type"].get<std::string>() << ", "
             << (r["build"]["cuda_compiled"].get<bool>() ? "CUDA+NCCL compiled in" : "CPU only") << ")\n";
   std::cout << "world " << r["world_size"] << " = dp " << r["layout"]["dp"] << " x tp " << r["layout"]["tp"] << "\n";
+  const json& m = r["model"];
+  std::cout << "model: " << m["total_params"] << " parameters (decoder " << m["decoder_params"] << ", encoder "
+            << m["encoder_params"] << ", projector " << m["projector_params"] << "); decoder training FLOPs/token "
+            << std::setprecision(4) << m["decoder_train_flops_per_token"].get<double>() / 1e6 << "M at context "
+            << m["flops_context"] << "\n";
   std::cout << "versions:";
   for (const auto& [name, value] : r["versions"].items()) {
     std::cout << " " << name << "=" << (value.is_string() ? value.get<std::string>() : value.dump());

@@ -11,9 +11,6 @@ std::vector<Field> config_fields(Config& config) {
   return {
       {"parallel.dp", "data-parallel degree; 0 = world size / tp", &config.parallel.dp},
       {"parallel.tp", "tensor-parallel degree; must divide the world size", &config.parallel.tp},
-      {"parallel.grad_bucket_mb", "data-parallel gradient bucket size in MiB: one all-reduce per bucket",
-       &config.parallel.grad_bucket_mb},
-      {"parallel.zero1", "shard AdamW state over the dp group (ZeRO stage 1)", &config.parallel.zero1},
       {"runtime.device", "cpu | cuda | auto (cuda when a GPU is usable); GPU index = local rank",
        &config.runtime.device},
       {"runtime.threads", "torch intra-op threads per rank; 0 = node cores / ranks on the node",
@@ -39,6 +36,28 @@ std::vector<Field> config_fields(Config& config) {
       {"model.audio.n_heads", "encoder attention heads; divisible by parallel.tp", &config.model.audio.n_heads},
       {"model.audio.projector_stack", "encoder frames concatenated per decoder position",
        &config.model.audio.projector_stack},
+      {"corpus.seed", "corpus seed: item i depends on (seed, i) only", &config.corpus.seed},
+      {"corpus.items", "number of items to generate", &config.corpus.items},
+      {"corpus.families", "comma list of arithmetic, multiple_choice, ordering; item i has family i mod count",
+       &config.corpus.families},
+      {"corpus.validation_fraction", "share of distinct questions held out for validation",
+       &config.corpus.validation_fraction},
+      {"corpus.test_fraction", "share of distinct questions held out for test", &config.corpus.test_fraction},
+      {"corpus.min_steps", "arithmetic: fewest operations per problem", &config.corpus.min_steps},
+      {"corpus.max_steps", "arithmetic: most operations per problem", &config.corpus.max_steps},
+      {"corpus.max_number", "arithmetic: every given or intermediate number is below this",
+       &config.corpus.max_number},
+      {"corpus.entities", "multiple choice: people in the fact base (2..64)", &config.corpus.entities},
+      {"corpus.spoken_digits", "speak numbers digit by digit instead of as number words",
+       &config.corpus.spoken_digits},
+      {"corpus.voices", "comma list of espeak-ng base voices drawn per item", &config.corpus.voices},
+      {"corpus.variants", "comma list of espeak-ng variants drawn per item; none = base voice",
+       &config.corpus.variants},
+      {"corpus.rate_min", "slowest speaking rate, words per minute (80..450)", &config.corpus.rate_min},
+      {"corpus.rate_max", "fastest speaking rate, words per minute (80..450)", &config.corpus.rate_max},
+      {"corpus.pitch_min", "lowest pitch (0..100)", &config.corpus.pitch_min},
+      {"corpus.pitch_max", "highest pitch (0..100)", &config.corpus.pitch_max},
+      {"corpus.noise_snr_db", "additive white noise at this SNR in dB; 0 = no noise", &config.corpus.noise_snr_db},
   };
 }
 
@@ -58,6 +77,35 @@ void require_divisible(const char* key, int value, const char* by_key, int by) {
                      std::to_string(by));
   }
 }
+
+void require_range(const char* key, double value, double lo, double hi) {
+  if (!(value >= lo && value <= hi)) {
+    std::ostringstream os;
+    os << key << "=" << value << " is outside [" << lo << ", " << hi << "]";
+    throw UsageError(os.str());
+  }
+}
+
+// Ranges only; family, voice and variant names are checked by the corpus module, which knows them.
+void validate_corpus(const CorpusConfig& c) {
+  require_positive("corpus.items", static_cast<double>(c.items));
+  require_range("corpus.validation_fraction", c.validation_fraction, 0, 0.5);
+  require_range("corpus.test_fraction", c.test_fraction, 0, 0.5);
+  require_range("corpus.min_steps", c.min_steps, 1, 6);
+  require_range("corpus.max_steps", c.max_steps, c.min_steps, 6);
+  require_range("corpus.max_number", c.max_number, 10, 1000000);
+  require_range("corpus.entities", c.entities, 2, 64);
+  require_range("corpus.rate_min", c.rate_min, 80, 450);
+  require_range("corpus.rate_max", c.rate_max, c.rate_min, 450);
+  require_range("corpus.pitch_min", c.pitch_min, 0, 100);
+  require_range("corpus.pitch_max", c.pitch_max, c.pitch_min, 100);
+  require_range("corpus.noise_snr_db", c.noise_snr_db, -20, 100);
+  if (c.families.empty()) throw UsageError("corpus.families is empty");
+  if (c.voices.empty()) throw UsageError("corpus.voices is empty");
+  if (c.variants.empty()) throw UsageError("corpus.variants is empty");
+}
+
+}  // namespace
 
 void validate_model(const ModelConfig& m) {
   for (const auto& [key, value] :
@@ -88,8 +136,6 @@ void validate_model(const ModelConfig& m) {
   require_divisible("model.audio.d_model", m.audio.d_model, "model.audio.n_heads", m.audio.n_heads);
 }
 
-}  // namespace
-
 void validate(const Config& config) {
   // The parallel layout depends on the world size: comm::ParallelDims::resolve checks it.
   const auto& rt = config.runtime;
@@ -99,12 +145,11 @@ void validate(const Config& config) {
   if (rt.threads < 0) {
     throw UsageError("runtime.threads=" + std::to_string(rt.threads) + " must be >= 0");
   }
-  require_positive("parallel.grad_bucket_mb", config.parallel.grad_bucket_mb);
   validate_model(config.model);
+  validate_corpus(config.corpus);
 }
 
-void validate_tensor_parallel(const Config& config, int tp) {
-  const ModelConfig& m = config.model;
+void validate_tensor_parallel(const ModelConfig& m, int tp) {
   const int kv_heads = m.n_kv_heads == 0 ? m.n_heads : m.n_kv_heads;
   require_divisible("model.n_heads", m.n_heads, "parallel.tp", tp);
   require_divisible("model.n_kv_heads (resolved)", kv_heads, "parallel.tp", tp);

@@ -42,7 +42,7 @@ def case_help():
     proc = cord("--help")
     expect(proc.returncode == 0, "cord --help must exit 0", proc)
     expect("info" in proc.stdout, "--help lists info", proc)
-    for later in ("train", "eval", "corpus", "ckpt"):
+    for later in ("train", "eval", "ckpt"):
         expect(f"  {later}" not in proc.stdout, f"--help must not list '{later}' before it exists", proc)
     proc = cord("info", "--help")
     expect(proc.returncode == 0 and "--json" in proc.stdout and "--set" in proc.stdout, "info --help", proc)
@@ -89,6 +89,10 @@ def case_info_json_tp2_np4():
     for key in ("torch", "mpi", "hdf5", "boost", "nccl", "cuda_runtime"):
         expect(report["versions"].get(key), f"versions.{key} present: {report['versions']}")
     expect(report["versions"]["hdf5_parallel"] is True, "parallel HDF5")
+    model = report["model"]
+    expect(model["total_params"] == model["decoder_params"] + model["encoder_params"] + model["projector_params"],
+           f"model parameter counts add up: {model}")
+    expect(model["decoder_train_flops_per_token"] == 3 * model["decoder_forward_flops_per_token"], "train = 3 x fwd")
 
 
 def case_bad_tp_np4():
@@ -141,6 +145,210 @@ def case_abort_on_rank_failure_np2():
     expect(proc.elapsed < 30, f"the job ended within 30 s (took {proc.elapsed:.1f} s)", proc)
     expect(proc.stderr.count("injected failure for the abort test") == 1, "message printed once", proc)
     expect("rank 1 on" in proc.stderr, "message names the rank", proc)
+
+
+# --- cord corpus (need h5py and numpy: ctest runs these cases with the venv's python) ----
+
+def corpus_job():
+    return os.path.join(ARGS.source_dir, "jobs", "corpus_tiny.toml")
+
+
+def h5_datasets(path):
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    return out
+
+
+def case_corpus_help():
+    proc = cord("--help")
+    expect(proc.returncode == 0 and "  corpus" in proc.stdout, "--help lists corpus", proc)
+    proc = cord("corpus", "--help")
+    expect(proc.returncode == 0, "corpus --help exits 0", proc)
+    for text in ("synth|import|inspect [PATH]", "--out", "--manifest", "--json", "--set"):
+        expect(text in proc.stdout, f"corpus --help mentions {text}", proc)
+    proc = cord("corpus")
+    expect(proc.returncode == 2 and "give an ACTION: synth, import or inspect" in proc.stderr, "no action", proc)
+    proc = cord("corpus", "bake")
+    expect(proc.returncode == 2 and "unknown action 'bake'" in proc.stderr, "unknown action", proc)
+    proc = cord("corpus", "synth", "--config", corpus_job())
+    expect(proc.returncode == 2 and "--out PATH is required" in proc.stderr, "synth needs --out", proc)
+
+
+def case_corpus_synth_inspect_np2():
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "tiny.h5")
+        proc = cord("corpus", "synth", "--config", corpus_job(), "--out", out, ranks=2)
+        expect(proc.returncode == 0, "synth on 2 ranks", proc)
+        expect(os.listdir(tmp) == ["tiny.h5"], f"only the corpus is left, got {os.listdir(tmp)}")
+        proc = cord("corpus", "inspect", out, "--json")
+        expect(proc.returncode == 0, "inspect --json", proc)
+        report = json.loads(proc.stdout)
+        expect(report["items"] == 36 and report["schema_version"] == 1, f"items and schema: {report}")
+        expect(report["families"] == {"arithmetic": 12, "multiple_choice": 12, "ordering": 12}, f"{report['families']}")
+        expect(sum(report["splits"].values()) == 36 and report["vocab_size"] > 100, f"{report}")
+        expect(report["feature_config"]["n_mels"] == 80 and report["duration_s"]["min"] > 0.5, f"{report}")
+        proc = cord("corpus", "inspect", out)
+        expect(proc.returncode == 0 and "multiple_choice" in proc.stdout and "schema 1" in proc.stdout, "table", proc)
+        sys.path.insert(0, os.path.dirname(__file__))
+        from corpus_fixture import read_item
+        question, answer, features = read_item(out, 0)
+        expect(question.endswith("?") and answer, f"h5py reads item 0: {question!r} / {answer!r}")
+        expect(features.shape[1] == 80 and features.shape[0] > 100, f"features {features.shape}")
+
+
+def case_corpus_rank_independence_np3():
+    import numpy as np
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for ranks in (1, 2, 3):
+            files[ranks] = os.path.join(tmp, f"np{ranks}.h5")
+            # 100 items = 4 blocks of 32: several write rounds, and a rank without a block on 3 ranks.
+            proc = cord("corpus", "synth", "--config", corpus_job(), "--set", "corpus.items=100", "--out", files[ranks],
+                        ranks=ranks)
+            expect(proc.returncode == 0, f"synth on {ranks} ranks", proc)
+        reference = h5_datasets(files[1])
+        expect(len(reference) == 18, f"17 datasets + attributes, got {sorted(reference)}")
+        for ranks in (2, 3):
+            other = h5_datasets(files[ranks])
+            expect(sorted(other) == sorted(reference), f"same datasets with {ranks} ranks")
+            for name, value in reference.items():
+                if name == "attrs":
+                    expect(other[name] == value, f"attributes differ with {ranks} ranks")
+                    continue
+                same = value.dtype == other[name].dtype and value.shape == other[name].shape and \
+                    value.tobytes() == other[name].tobytes()
+                expect(same, f"dataset {name} differs between 1 and {ranks} ranks")
+        expect(np.isfinite(reference["audio/features"].astype(np.float32)).all(), "finite features")
+
+
+def case_corpus_h5py_fixture():
+    sys.path.insert(0, os.path.dirname(__file__))
+    from corpus_fixture import write_corpus
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "fixture.h5")
+        n = write_corpus(path)
+        proc = cord("corpus", "inspect", path, "--json")
+        expect(proc.returncode == 0, "a corpus written by h5py from data/README.md loads", proc)
+        report = json.loads(proc.stdout)
+        expect(report["items"] == n and report["splits"] == {"train": 2, "validation": 1, "test": 1}, f"{report}")
+
+
+def case_corpus_bad_files():
+    sys.path.insert(0, os.path.dirname(__file__))
+    from corpus_fixture import write_corpus
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = {
+            "schema_version": "schema_version 99 is not supported",
+            "missing_dataset": "missing dataset /audio/frame_offsets",
+            "wrong_dtype": "dataset /items/difficulty: dtype float64, expected int32",
+            "wrong_shape": "dataset /items/split: shape [3], expected [4]",
+            "nan": "dataset /audio/features: item 1 has NaN or infinite values",
+        }
+        for broken, message in expected.items():
+            path = os.path.join(tmp, f"{broken}.h5")
+            write_corpus(path, broken)
+            proc = cord("corpus", "inspect", path)
+            expect(proc.returncode != 0, f"{broken}: non-zero exit", proc)
+            expect(path in proc.stderr and message in proc.stderr, f"{broken}: names file and dataset", proc)
+        path = os.path.join(tmp, "truncated.h5")
+        write_corpus(path)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        proc = cord("corpus", "inspect", path)
+        expect(proc.returncode != 0 and f"cannot open {path} as HDF5" in proc.stderr, "truncated file", proc)
+        missing = os.path.join(tmp, "absent.h5")
+        proc = cord("corpus", "inspect", missing)
+        expect(proc.returncode != 0 and missing in proc.stderr, "missing file", proc)
+
+
+def write_wav(path, seconds, rate, channels, frequency=330.0):
+    import wave
+    import numpy as np
+    t = np.arange(int(seconds * rate)) / rate
+    mono = (0.3 * np.sin(2 * np.pi * frequency * t) * 32767).astype(np.int16)
+    frames = np.repeat(mono[:, None], channels, axis=1) if channels > 1 else mono
+    with wave.open(path, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames.tobytes())
+
+
+def case_corpus_import():
+    with tempfile.TemporaryDirectory() as tmp:
+        write_wav(os.path.join(tmp, "a.wav"), 1.5, 22050, 1)
+        write_wav(os.path.join(tmp, "b.wav"), 2.0, 44100, 2)
+        tsv = os.path.join(tmp, "manifest.tsv")
+        with open(tsv, "w") as f:
+            f.write("wav\tquestion\tanswer\tfamily\tsplit\n")
+            f.write("a.wav\tMia has 3 apples. How many apples does Mia have now?\t3\tarithmetic\ttrain\n")
+            f.write(f"{tmp}/b.wav\tWho is older, Ada or Ben? A: Ada. B: Ben.\tBen\tmultiple_choice\ttest\n")
+        jsonl = os.path.join(tmp, "manifest.jsonl")
+        with open(jsonl, "w") as f:
+            f.write(json.dumps({"wav": "b.wav", "question": "Ben is taller than Ada. Who is the tallest?",
+                                "solution": "Ben is taller than Ada. The answer is Ben.", "answer": "Ben",
+                                "family": "ordering", "split": "validation"}) + "\n")
+        for manifest, items in ((tsv, 2), (jsonl, 1)):
+            out = os.path.join(tmp, os.path.basename(manifest) + ".h5")
+            proc = cord("corpus", "import", "--manifest", manifest, "--out", out, ranks=2)
+            expect(proc.returncode == 0, f"import {manifest} on 2 ranks", proc)
+            proc = cord("corpus", "inspect", out, "--json")
+            expect(proc.returncode == 0, "inspect the import", proc)
+            report = json.loads(proc.stdout)
+            expect(report["items"] == items and report["source"] == "import", f"{report}")
+        report_durations = json.loads(cord("corpus", "inspect", os.path.join(tmp, "manifest.tsv.h5"), "--json").stdout)
+        expect(abs(report_durations["duration_s"]["min"] - 1.5) < 0.01, f"1.5 s at 16 kHz: {report_durations}")
+        expect(abs(report_durations["duration_s"]["max"] - 2.0) < 0.01, f"stereo 44.1 kHz downmixed: {report_durations}")
+
+
+def case_corpus_import_bad():
+    with tempfile.TemporaryDirectory() as tmp:
+        write_wav(os.path.join(tmp, "ok.wav"), 1.0, 16000, 1)
+        write_wav(os.path.join(tmp, "empty.wav"), 0.0, 16000, 1)
+        with open(os.path.join(tmp, "junk.wav"), "w") as f:
+            f.write("not audio")
+        header = "wav\tquestion\tanswer\tfamily\tsplit\n"
+        good = "ok.wav\tHow many apples does Mia have now?\t3\tarithmetic\ttrain\n"
+        cases = {
+            "missing_column.tsv": ("wav\tquestion\tanswer\tfamily\n", "manifest.tsv:1: missing column 'split'"),
+            "unreadable.tsv": (header + good + "junk.wav\tHow many apples?\t3\tarithmetic\ttrain\n",
+                               "unreadable.tsv:3: cannot read audio file"),
+            "empty.tsv": (header + "empty.wav\tHow many apples?\t3\tarithmetic\ttrain\n", "empty.tsv:2: "),
+            "vocabulary.tsv": (header + good + "ok.wav\tHow many zebras does Mia have?\t3\tarithmetic\ttrain\n",
+                               "word 'zebras' is not in the vocabulary (" ),
+            "family.tsv": (header + "ok.wav\tHow many apples?\t3\talgebra\ttrain\n", "family.tsv:2: unknown family 'algebra'"),
+            "missing_key.jsonl": ('{"wav": "ok.wav", "question": "How many apples?", "answer": "3", "family": "arithmetic"}\n',
+                                  "missing_key.jsonl:1: missing key 'split'"),
+        }
+        for name, (text, message) in cases.items():
+            manifest = os.path.join(tmp, name if name != "missing_column.tsv" else "manifest.tsv")
+            with open(manifest, "w") as f:
+                f.write(text)
+            out = os.path.join(tmp, "out", "corpus.h5")
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            proc = cord("corpus", "import", "--manifest", manifest, "--out", out, ranks=2)
+            expect(proc.returncode == 2, f"{name}: exit 2", proc)
+            expect(message in proc.stderr, f"{name}: message names the line: {message}", proc)
+            if name == "vocabulary.tsv":
+                expect("vocabulary.tsv:3 question" in proc.stderr, "names file and line", proc)
+            expect(os.listdir(os.path.dirname(out)) == [], f"{name}: no output left, got {os.listdir(os.path.dirname(out))}")
+            os.unlink(manifest)
+
+
+def case_corpus_synth_failure_np2():
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "c.h5")
+        proc = cord("corpus", "synth", "--config", corpus_job(), "--set", "corpus.voices=xx-nowhere", "--out", out,
+                    ranks=2)
+        expect(proc.returncode != 0 and "xx-nowhere" in proc.stderr, "a bad voice stops every rank", proc)
+        expect(os.listdir(tmp) == [], f"nothing left behind, got {os.listdir(tmp)}")
+        proc = cord("corpus", "synth", "--out", os.path.join(tmp, "no", "such", "dir.h5"))
+        expect(proc.returncode == 2 and "cannot write to folder" in proc.stderr, "unwritable --out", proc)
+        proc = cord("corpus", "synth", "--set", "corpus.families=algebra", "--out", out)
+        expect(proc.returncode == 2 and "unknown family 'algebra'" in proc.stderr, "bad family", proc)
 
 
 def main():

@@ -139,9 +139,9 @@ TEST(Config, ModelValidationMessagesAreExact) {
   EXPECT_EQ(usage_error_of([] { load_config("", {"model.n_kv_heads=3"}); }),
             "model.n_heads=4 is not divisible by model.n_kv_heads=3");
   EXPECT_EQ(usage_error_of([] { load_config("", {"model.norm_eps=0"}); }), "model.norm_eps=0 must be > 0");
-  EXPECT_EQ(usage_error_of([] { validate_tensor_parallel(load_config("", {}), 8); }),
+  EXPECT_EQ(usage_error_of([] { validate_tensor_parallel(load_config("", {}).model, 8); }),
             "model.n_heads=4 is not divisible by parallel.tp=8");
-  EXPECT_NO_THROW(validate_tensor_parallel(load_config("", {"model.n_kv_heads=2"}), 2));
+  EXPECT_NO_THROW(validate_tensor_parallel(load_config("", {"model.n_kv_heads=2"}).model, 2));
 }
 
 TEST(Config, NestedSectionsLoadFromTomlTables) {

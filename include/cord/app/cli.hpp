@@ -17,6 +17,10 @@ struct Command {
   const char* summary;
   void (*add_options)(boost::program_options::options_description& options);
   int (*run)(const Session& session, const boost::program_options::variables_map& options);
+  // Optional: maps positional arguments onto options declared by add_options, and the
+  // usage line's arguments (e.g. "ACTION [PATH]"). Null: the command takes none.
+  void (*add_positional)(boost::program_options::positional_options_description& positional) = nullptr;
+  const char* positional_usage = nullptr;
 };
 
 // Options every command accepts.

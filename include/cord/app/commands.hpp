@@ -6,11 +6,12 @@
 
 namespace cord::app {
 
-Command info_command();  // info_command.cpp
+Command info_command();    // info_command.cpp
+Command corpus_command();  // corpus_command.cpp
 
 // In the order `cord --help` lists them. A static table: Invocation points into it.
 inline const std::vector<Command>& all_commands() {
-  static const std::vector<Command> commands = {info_command()};
+  static const std::vector<Command> commands = {info_command(), corpus_command()};
   return commands;
 }
 

@@ -14,10 +14,8 @@ namespace cord {
 // [parallel] how the world's ranks are arranged. world = dp * tp; tp is innermost,
 // so tensor-parallel peers are consecutive ranks (on the same node when possible).
 struct ParallelConfig {
-  int dp = 0;                 // data-parallel degree; 0 = world size / tp
-  int tp = 1;                 // tensor-parallel degree; must divide the world size
-  double grad_bucket_mb = 4;  // data-parallel gradient buckets: one all-reduce per bucket
-  bool zero1 = false;         // shard AdamW state over the dp group (ZeRO stage 1)
+  int dp = 0;  // data-parallel degree; 0 = world size / tp
+  int tp = 1;  // tensor-parallel degree; must divide the world size
 };
 
 // [model.audio] the audio encoder (conv subsampling + pre-norm transformer) and the
@@ -53,10 +51,33 @@ struct RuntimeConfig {
   int threads = 0;              // torch intra-op threads per rank; 0 = cores on the node / local ranks
 };
 
+// [corpus] the synthetic spoken-reasoning corpus that `cord corpus synth` writes
+// (data/README.md documents the file). Item i depends on (seed, i) only.
+struct CorpusConfig {
+  std::int64_t seed = 20260101;  // corpus seed: text, voice, noise and split of every item derive from it
+  std::int64_t items = 600;      // number of items to generate
+  std::string families = "arithmetic,multiple_choice,ordering";  // comma list; item i has family i mod count
+  double validation_fraction = 0.05;  // share of distinct questions (by content, not wording) held out for validation
+  double test_fraction = 0.10;        // share of distinct questions held out for test
+  int min_steps = 1;                  // arithmetic: fewest operations per problem
+  int max_steps = 3;                  // arithmetic: most operations per problem
+  int max_number = 100;               // arithmetic: every given or intermediate number is below this
+  int entities = 40;                  // multiple choice: people in the generated fact base (2..64)
+  bool spoken_digits = false;         // speak numbers digit by digit ("two three") instead of "twenty three"
+  std::string voices = "en-us,en,en-gb-x-rp,en-gb-scotland,en-029";  // espeak-ng base voices drawn per item
+  std::string variants = "none,m1,m2,m3,f1,f2,f3,klatt";  // espeak-ng voice variants drawn per item; none = base voice
+  int rate_min = 140;                 // slowest speaking rate drawn, words per minute (espeak 80..450)
+  int rate_max = 210;                 // fastest speaking rate drawn, words per minute
+  int pitch_min = 25;                 // lowest pitch drawn (espeak 0..100)
+  int pitch_max = 75;                 // highest pitch drawn
+  double noise_snr_db = 0;            // additive white noise at this signal-to-noise ratio in dB; 0 = none
+};
+
 struct Config {
   ParallelConfig parallel;
   RuntimeConfig runtime;
   ModelConfig model;
+  CorpusConfig corpus;
 };
 
 // A typed reference to one field of a Config, with its dotted key and documentation.
@@ -75,8 +96,11 @@ std::vector<Field> config_fields(Config& config);
 // Throws UsageError with the exact field and value.
 void validate(const Config& config);
 
+// The [model] part of validate(), for code that builds a model from a ModelConfig alone.
+void validate_model(const ModelConfig& model);
+
 // Checks what tensor parallelism of degree `tp` splits (heads, vocabulary), once the
 // layout is resolved. Throws UsageError, e.g. "model.n_heads=4 is not divisible by parallel.tp=3".
-void validate_tensor_parallel(const Config& config, int tp);
+void validate_tensor_parallel(const ModelConfig& model, int tp);
 
 }  // namespace cord

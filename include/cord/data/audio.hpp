@@ -1,0 +1,52 @@
+#pragma once
+// Audio to model input: resampling to 16 kHz (libsoxr, high quality), optional additive
+// white noise at a given SNR, WAV reading (libsndfile; any rate, stereo downmixed) and
+// Whisper-style 80-bin log-mel features:
+//   25 ms Hann window (400 samples), 10 ms hop (160), |STFT|^2 of a centred, reflect-padded
+//   signal (torch::stft), last frame dropped, Slaney-scale mel filterbank with Slaney area
+//   normalisation over 0..8 kHz, log10(max(x, 1e-10)), clamped to (max - 8), then (x + 4) / 4.
+//   frames = samples / 160 (integer division).
+// Features are stored as IEEE float16; this header stays free of torch.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cord::data {
+
+inline constexpr int kSampleRate = 16000;
+inline constexpr int kMelBins = 80;
+inline constexpr int kFftSize = 400;
+inline constexpr int kHopLength = 160;
+
+// int16 PCM -> float in [-1, 1).
+std::vector<float> pcm16_to_float(const std::vector<std::int16_t>& pcm);
+
+// Resamples mono `samples` from `from_rate` Hz to `to_rate` Hz (soxr, SOXR_HQ). Deterministic
+// for equal inputs. Throws Error on a soxr failure.
+std::vector<float> resample(const std::vector<float>& samples, double from_rate, double to_rate = kSampleRate);
+
+// Adds white Gaussian noise so that signal power / noise power = 10^(snr_db / 10); the
+// noise is drawn from `seed` only.
+void add_white_noise(std::vector<float>& samples, double snr_db, std::uint64_t seed);
+
+// Reads a WAV (or any format libsndfile reads): mono float samples (channels averaged) and
+// the file's sample rate. Throws UsageError naming the file when it is unreadable or empty.
+std::vector<float> read_audio_file(const std::string& path, int* sample_rate);
+
+// The mel filterbank, [kMelBins, kFftSize / 2 + 1] row-major.
+std::vector<float> mel_filterbank();
+
+// Log-mel features of 16 kHz mono audio: frames = samples.size() / kHopLength rows of
+// kMelBins float16 values (raw binary16 bits), row-major [frames, kMelBins]. Throws Error
+// when the audio is shorter than one window (kFftSize samples) or the result is not finite.
+struct LogMel {
+  std::int64_t frames = 0;
+  std::vector<std::uint16_t> values;  // [frames, kMelBins] binary16
+};
+LogMel log_mel(const std::vector<float>& samples_16k);
+
+// binary16 helpers (round to nearest even), for tests and readers.
+float half_to_float(std::uint16_t bits);
+bool half_is_finite(std::uint16_t bits);
+
+}  // namespace cord::data

@@ -1,0 +1,134 @@
+#pragma once
+// The corpus file (HDF5, schema version 1; data/README.md documents every field):
+// CorpusWriter writes it collectively with parallel HDF5 — each rank its blocks of items
+// as hyperslabs of ragged, offset-indexed datasets — under a temporary name in the target
+// directory, then fsyncs, verifies (reopens and checks the schema and counts) and renames
+// it into place. CorpusReader opens a corpus serially, validates the schema (version,
+// datasets, dtypes, shapes, offsets) and reads items.
+#include <mpi.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cord/data/problems.hpp"
+#include "cord/data/tokenizer.hpp"
+#include "cord/h5/h5.hpp"
+
+namespace cord::data {
+
+inline constexpr std::int64_t kSchemaVersion = 1;
+inline constexpr const char* kCorpusFormat = "cord-corpus";
+
+// One item as stored.
+struct CorpusRecord {
+  std::int64_t index = 0;  // synth: the generator index; import: the manifest row
+  Family family = Family::kArithmetic;
+  Split split = Split::kTrain;
+  int difficulty = 0;
+  std::vector<std::int32_t> question, solution, answer;  // token ids
+  std::int32_t speaker = -1;  // index into the file's speakers attribute; -1 = unknown (import)
+  std::int32_t rate = -1;     // words per minute; -1 = unknown
+  std::int32_t pitch = -1;    // 0..100; -1 = unknown
+  float duration_s = 0;       // of the 16 kHz audio
+  std::int64_t frames = 0;
+  std::vector<std::uint16_t> features;  // [frames, kMelBins] binary16
+};
+
+// File-level facts written as root attributes.
+struct CorpusHeader {
+  std::string source;             // "synth" or "import"
+  std::int64_t seed = 0;          // corpus seed (synth), 0 for import
+  std::string config_toml;        // the [corpus] section it was made with (synth)
+  std::vector<std::string> speakers;  // speaker id -> espeak voice name
+};
+
+// Writes a corpus collectively over `comm`, streaming: every append() adds one block of
+// records per rank, rank 0's block first, then rank 1's, ... (so appending blocks of
+// consecutive items round-robin keeps the file in item order whatever the rank count).
+// Datasets are chunked and grown per append; memory stays one block per rank. The file
+// lives under a temporary name (".NAME.partial-PID" beside PATH) until commit() has
+// flushed, fsynced, re-read and verified it and renamed it to PATH. Destroying a writer
+// that was not committed (an error unwinding) closes and removes the temporary file.
+class CorpusWriter {
+ public:
+  // Collective: creates the temporary file and writes the header and the vocabulary.
+  CorpusWriter(const std::string& path, const CorpusHeader& header, const Tokenizer& tokenizer, MPI_Comm comm);
+  ~CorpusWriter();
+  CorpusWriter(const CorpusWriter&) = delete;
+  CorpusWriter& operator=(const CorpusWriter&) = delete;
+
+  // Collective: appends this rank's records (may be empty) after the lower ranks' ones.
+  void append(const std::vector<CorpusRecord>& mine);
+  // Collective: completes the file as described above; returns the number of items.
+  std::int64_t commit();
+
+ private:
+  enum Count { kItems, kQuestion, kSolution, kAnswer, kFrames, kCounts };
+  std::string path_;
+  std::string temporary_;
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+  h5::File file_;
+  std::int64_t written_[kCounts] = {};
+  bool committed_ = false;
+};
+
+// One append of `mine` and a commit: the whole corpus at once.
+void write_corpus(const std::string& path, const CorpusHeader& header, const Tokenizer& tokenizer,
+                  const std::vector<CorpusRecord>& mine, MPI_Comm comm);
+
+class CorpusReader {
+ public:
+  // Opens and validates; throws Error naming the file and the dataset or attribute at
+  // fault (missing, wrong dtype or shape, bad offsets, unsupported schema version).
+  explicit CorpusReader(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  std::int64_t size() const { return static_cast<std::int64_t>(family_.size()); }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  std::int64_t schema_version() const { return schema_version_; }
+  const std::string& source() const { return source_; }
+  std::int64_t seed() const { return seed_; }
+  const std::vector<std::string>& speakers() const { return speakers_; }
+  // Feature facts from the file's attributes (sample_rate, n_mels, n_fft, hop_length).
+  const std::map<std::string, std::int64_t>& feature_config() const { return feature_config_; }
+
+  std::int64_t index(std::int64_t i) const { return index_.at(static_cast<std::size_t>(i)); }
+  Family family(std::int64_t i) const { return static_cast<Family>(family_.at(static_cast<std::size_t>(i))); }
+  Split split(std::int64_t i) const { return static_cast<Split>(split_.at(static_cast<std::size_t>(i))); }
+  int difficulty(std::int64_t i) const { return difficulty_.at(static_cast<std::size_t>(i)); }
+  float duration_s(std::int64_t i) const { return duration_.at(static_cast<std::size_t>(i)); }
+  std::int64_t frames(std::int64_t i) const;
+  std::vector<std::int32_t> question(std::int64_t i) const { return slice(question_, question_offsets_, i); }
+  std::vector<std::int32_t> solution(std::int64_t i) const { return slice(solution_, solution_offsets_, i); }
+  std::vector<std::int32_t> answer(std::int64_t i) const { return slice(answer_, answer_offsets_, i); }
+
+  // [frames(i), kMelBins] binary16. Throws Error naming the file, dataset and item when a
+  // value is NaN or infinite.
+  std::vector<std::uint16_t> features(std::int64_t i) const;
+  // Reads every feature row (in chunks) and throws as features() does; for `inspect`.
+  void check_features_finite() const;
+
+ private:
+  static std::vector<std::int32_t> slice(const std::vector<std::int32_t>& values,
+                                         const std::vector<std::int64_t>& offsets, std::int64_t i);
+  std::string path_;
+  h5::File file_;
+  Tokenizer tokenizer_;
+  std::int64_t schema_version_ = 0;
+  std::string source_;
+  std::int64_t seed_ = 0;
+  std::vector<std::string> speakers_;
+  std::map<std::string, std::int64_t> feature_config_;
+  std::vector<std::int64_t> index_;
+  std::vector<std::int8_t> family_, split_;
+  std::vector<std::int32_t> difficulty_;
+  std::vector<float> duration_;
+  std::vector<std::int32_t> question_, solution_, answer_;
+  std::vector<std::int64_t> question_offsets_, solution_offsets_, answer_offsets_, frame_offsets_;
+};
+
+}  // namespace cord::data

@@ -1,0 +1,67 @@
+#pragma once
+// Input assembly for the two conditionings of one question, and the response loss.
+//
+//   audio: [bos][audio][frame_1 ... frame_N][sep][response ...]
+//   text:  [bos][text][question tokens ...][sep][response ...]
+//
+// Both go through the same decoder. Training batches are right-padded (causal attention;
+// padding only follows real tokens); generation prompts are left-padded so that every
+// sequence's next token lands in the same slot of the KV cache, with padding masked out
+// and positions counted from each sequence's first real token.
+// targets[b, t] is the token at t + 1 when that token belongs to the response, else -1:
+// the loss covers response tokens only.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "cord/model/lalm.hpp"
+
+namespace cord::model {
+
+struct SpecialTokens {
+  int64_t bos = 0;
+  int64_t eos = 1;
+  int64_t pad = 2;
+  int64_t audio = 3;  // marks an audio-conditioned prompt
+  int64_t text = 4;   // marks a text-conditioned prompt
+  int64_t sep = 5;    // ends the question, starts the response
+};
+
+enum class Padding { kRight, kLeft };
+
+using TokenRows = std::vector<std::vector<int64_t>>;
+
+struct DecoderBatch {
+  at::Tensor embeds;     // [B, T, d]
+  at::Tensor positions;  // [B, T] int64
+  at::Tensor valid;      // [B, T] bool, false on padding
+  at::Tensor targets;    // [B, T] int64, -1 where no loss
+  AttentionMask mask;
+  std::vector<int64_t> lengths;         // real positions per sequence
+  std::vector<int64_t> prompt_lengths;  // positions up to and including [sep]
+};
+
+// questions[b], responses[b] (responses may be empty: a generation prompt).
+DecoderBatch assemble_text(Lalm& model, const TokenRows& questions, const TokenRows& responses,
+                           const SpecialTokens& tokens, Padding padding);
+
+// mel [B, F, n_mels] with mel_lengths [B] (int64, valid frames).
+DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor& mel_lengths,
+                            const TokenRows& responses, const SpecialTokens& tokens, Padding padding);
+
+// Mask and positions for left-padded sequences: valid [B, T] ->
+// allow [B, 1, T, T] (causal, real keys only, each position always sees itself so no row
+// is empty) and positions [B, T] (0 at each sequence's first real token).
+AttentionMask left_padded_mask(const at::Tensor& valid);
+at::Tensor left_padded_positions(const at::Tensor& valid);
+
+// Sum over positions with targets >= 0 of -log p(target), and how many there are.
+struct TokenLoss {
+  at::Tensor sum;  // scalar, differentiable
+  int64_t tokens = 0;
+};
+TokenLoss response_cross_entropy(const at::Tensor& logits_shard, const at::Tensor& targets,
+                                 const comm::ProcessGroup& tp_group);
+
+}  // namespace cord::model

@@ -1,0 +1,119 @@
+#pragma once
+// The audio-language model (LALM), shaped like Qwen2-Audio at small scale:
+//
+//   log-mel [B, F, n_mels] --AudioEncoder--> [B, F/4, d_a] --Projector--> [B, F/(4k), d]
+//                                                                           |
+//   [bos][audio][projected frames][sep][response ...]  or                  v
+//   [bos][text][question tokens][sep][response ...]  --Decoder (shared weights)--> logits
+//
+// AudioEncoder: two Conv1d (kernel 3, stride 2, GELU) then pre-norm transformer blocks
+// with bidirectional attention over the valid frames, then RMSNorm.
+// Projector: k consecutive encoder frames concatenated, then Linear-GELU-Linear
+// (column then row parallel) into the decoder width.
+// Decoder: vocab-parallel embedding, causal pre-norm blocks (RMSNorm, RoPE, GQA, SwiGLU),
+// RMSNorm, LM head (its own column-parallel matrix, or the embedding table when tied);
+// logits stay split over the vocabulary ([..., V/P] per tp rank).
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "cord/comm/process_group.hpp"
+#include "cord/config/config.hpp"
+#include "cord/model/layers.hpp"
+#include "cord/model/tensor_parallel.hpp"
+
+namespace cord::model {
+
+class AudioEncoderImpl : public torch::nn::Module {
+ public:
+  AudioEncoderImpl(const AudioEncoderConfig& config, int64_t max_frames, double norm_eps,
+                   const comm::ProcessGroup& tp_group);
+  // mel [B, F, n_mels], lengths [B] (valid frames) -> [B, F', d_a] and lengths' [B].
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& mel, const at::Tensor& lengths);
+  // Valid output frames for `frames` valid input frames: two stride-2 convolutions.
+  static int64_t output_frames(int64_t frames);
+
+  torch::nn::Conv1d conv1{nullptr}, conv2{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  RMSNorm norm{nullptr};
+
+ private:
+  RotaryEmbedding rope_;
+};
+TORCH_MODULE(AudioEncoder);
+
+class ProjectorImpl : public torch::nn::Module {
+ public:
+  ProjectorImpl(int64_t encoder_dim, int64_t stack, int64_t model_dim, const comm::ProcessGroup& tp_group);
+  // [B, F', d_a], lengths [B] -> [B, F'/k, d], lengths / k (trailing frames that do not
+  // fill a stack are dropped).
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& frames, const at::Tensor& lengths);
+  ColumnParallelLinear up{nullptr};
+  RowParallelLinear down{nullptr};
+
+ private:
+  int64_t stack_;
+};
+TORCH_MODULE(Projector);
+
+class DecoderImpl : public torch::nn::Module {
+ public:
+  DecoderImpl(const ModelConfig& config, const comm::ProcessGroup& tp_group);
+  at::Tensor embed(const at::Tensor& ids);  // [B, T] -> [B, T, d]
+  // embeds [B, T, d], positions [B, T] -> logits [B, T, V/P]. With `cache`, appends T
+  // slots to it (see KvCache).
+  at::Tensor forward(const at::Tensor& embeds, const at::Tensor& positions, const AttentionMask& mask,
+                     KvCache* cache = nullptr);
+  // An empty cache for `batch` sequences of up to `capacity` positions.
+  KvCache make_cache(int64_t batch, int64_t capacity) const;
+
+  VocabParallelEmbedding embedding{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  RMSNorm norm{nullptr};
+  ColumnParallelLinear lm_head{nullptr};  // null when tied
+
+ private:
+  RotaryEmbedding rope_;
+};
+TORCH_MODULE(Decoder);
+
+class LalmImpl : public torch::nn::Module {
+ public:
+  // Builds the modules and initialises every parameter from config.init_seed so that a
+  // tp = P model holds exactly the slices of the tp = 1 model.
+  LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group);
+  const ModelConfig& config() const { return config_; }
+  const comm::ProcessGroup& tp_group() const { return tp_group_; }
+
+  // mel [B, F, n_mels], lengths [B] -> decoder-width frames [B, N, d] and their lengths [B].
+  std::pair<at::Tensor, at::Tensor> encode_audio(const at::Tensor& mel, const at::Tensor& lengths);
+
+  AudioEncoder encoder{nullptr};
+  Projector projector{nullptr};
+  Decoder decoder{nullptr};
+
+ private:
+  ModelConfig config_;
+  comm::ProcessGroup tp_group_;
+};
+TORCH_MODULE(Lalm);
+
+// One local parameter and where it sits in its global tensor (Megatron's sharded tensor:
+// key, global shape, offset along the split dimension).
+struct ParamShard {
+  std::string name;  // dotted module path, identical for every tp size
+  at::Tensor param;
+  int split_dim = -1;  // -1: replicated
+  std::vector<int64_t> global_shape;
+  int64_t offset = 0;  // start of this shard along split_dim
+};
+
+// Every parameter of `module` with its shard description, in registration order.
+std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, const comm::ProcessGroup& tp_group);
+
+// (Re)initialises every parameter from `seed`: each global tensor is drawn from a
+// generator seeded by (seed, parameter name), then this rank keeps its slice.
+void initialize_parameters(torch::nn::Module& module, const comm::ProcessGroup& tp_group, int64_t seed,
+                           double init_std, int64_t n_layers);
+
+}  // namespace cord::model

@@ -1,0 +1,141 @@
+#include "cord/data/audio.hpp"
+
+#include <sndfile.h>
+#include <soxr.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "cord/core/error.hpp"
+#include "cord/data/rng.hpp"
+
+namespace cord::data {
+
+std::vector<float> pcm16_to_float(const std::vector<std::int16_t>& pcm) {
+  std::vector<float> out(pcm.size());
+  for (std::size_t i = 0; i < pcm.size(); ++i) out[i] = static_cast<float>(pcm[i]) / 32768.0f;
+  return out;
+}
+
+std::vector<float> resample(const std::vector<float>& samples, double from_rate, double to_rate) {
+  if (from_rate == to_rate) return samples;
+  const auto out_capacity = static_cast<std::size_t>(std::ceil(static_cast<double>(samples.size()) * to_rate / from_rate)) + 16;
+  std::vector<float> out(out_capacity);
+  std::size_t produced = 0;
+  const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+  const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
+  const soxr_runtime_spec_t runtime = soxr_runtime_spec(1);  // one thread: deterministic and rank-friendly
+  const soxr_error_t error = soxr_oneshot(from_rate, to_rate, 1, samples.data(), samples.size(), nullptr, out.data(),
+                                          out.size(), &produced, &io, &quality, &runtime);
+  if (error != nullptr) throw Error(std::string("soxr_oneshot failed: ") + error);
+  out.resize(produced);
+  return out;
+}
+
+void add_white_noise(std::vector<float>& samples, double snr_db, std::uint64_t seed) {
+  double power = 0;
+  for (const float s : samples) power += static_cast<double>(s) * s;
+  power /= static_cast<double>(std::max<std::size_t>(samples.size(), 1));
+  const double noise_std = std::sqrt(power / std::pow(10.0, snr_db / 10.0));
+  Rng rng(seed);
+  for (float& s : samples) s = static_cast<float>(s + noise_std * rng.normal());
+}
+
+std::vector<float> read_audio_file(const std::string& path, int* sample_rate) {
+  SF_INFO info;
+  std::memset(&info, 0, sizeof info);
+  SNDFILE* file = sf_open(path.c_str(), SFM_READ, &info);
+  if (file == nullptr) throw UsageError("cannot read audio file " + path + ": " + sf_strerror(nullptr));
+  if (info.frames <= 0 || info.channels <= 0) {
+    sf_close(file);
+    throw UsageError("audio file " + path + " has no samples");
+  }
+  std::vector<float> interleaved(static_cast<std::size_t>(info.frames) * static_cast<std::size_t>(info.channels));
+  const sf_count_t read = sf_readf_float(file, interleaved.data(), info.frames);
+  sf_close(file);
+  if (read <= 0) throw UsageError("audio file " + path + " has no readable samples");
+  std::vector<float> mono(static_cast<std::size_t>(read));
+  for (std::size_t f = 0; f < mono.size(); ++f) {
+    double sum = 0;
+    for (int c = 0; c < info.channels; ++c) sum += interleaved[f * static_cast<std::size_t>(info.channels) + static_cast<std::size_t>(c)];
+    mono[f] = static_cast<float>(sum / info.channels);
+  }
+  *sample_rate = info.samplerate;
+  return mono;
+}
+
+namespace {
+
+// Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
+double hz_to_mel(double hz) {
+  const double f_sp = 200.0 / 3.0, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
+  const double logstep = std::log(6.4) / 27.0;
+  return hz < min_log_hz ? hz / f_sp : min_log_mel + std::log(hz / min_log_hz) / logstep;
+}
+
+double mel_to_hz(double mel) {
+  const double f_sp = 200.0 / 3.0, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
+  const double logstep = std::log(6.4) / 27.0;
+  return mel < min_log_mel ? mel * f_sp : min_log_hz * std::exp(logstep * (mel - min_log_mel));
+}
+
+}  // namespace
+
+std::vector<float> mel_filterbank() {
+  const int bins = kFftSize / 2 + 1;
+  const double nyquist = kSampleRate / 2.0;
+  std::vector<double> mel_hz(kMelBins + 2);
+  const double mel_max = hz_to_mel(nyquist);
+  for (int m = 0; m < kMelBins + 2; ++m) mel_hz[static_cast<std::size_t>(m)] = mel_to_hz(mel_max * m / (kMelBins + 1));
+  std::vector<float> weights(static_cast<std::size_t>(kMelBins) * bins, 0.0f);
+  for (int m = 0; m < kMelBins; ++m) {
+    const double lo = mel_hz[static_cast<std::size_t>(m)], mid = mel_hz[static_cast<std::size_t>(m) + 1],
+                 hi = mel_hz[static_cast<std::size_t>(m) + 2];
+    const double area_norm = 2.0 / (hi - lo);  // Slaney normalisation: constant energy per band
+    for (int k = 0; k < bins; ++k) {
+      const double f = nyquist * k / (bins - 1);
+      const double rising = (f - lo) / (mid - lo), falling = (hi - f) / (hi - mid);
+      const double w = std::max(0.0, std::min(rising, falling));
+      weights[static_cast<std::size_t>(m) * bins + static_cast<std::size_t>(k)] = static_cast<float>(w * area_norm);
+    }
+  }
+  return weights;
+}
+
+float half_to_float(std::uint16_t bits) {
+  return c10::Half(bits, c10::Half::from_bits()).operator float();
+}
+
+bool half_is_finite(std::uint16_t bits) { return (bits & 0x7C00u) != 0x7C00u; }
+
+LogMel log_mel(const std::vector<float>& samples_16k) {
+  if (samples_16k.size() <= static_cast<std::size_t>(kFftSize)) {
+    throw Error("audio of " + std::to_string(samples_16k.size()) + " samples is shorter than one " +
+                std::to_string(kFftSize) + "-sample window");
+  }
+  static const at::Tensor filters =
+      torch::from_blob(const_cast<float*>(mel_filterbank().data()), {kMelBins, kFftSize / 2 + 1}, torch::kFloat32)
+          .clone();
+  static const at::Tensor window = torch::hann_window(kFftSize, torch::TensorOptions().dtype(torch::kFloat32));
+  const at::Tensor audio = torch::from_blob(const_cast<float*>(samples_16k.data()),
+                                            {static_cast<std::int64_t>(samples_16k.size())}, torch::kFloat32);
+  // [bins, frames + 1] complex -> power, last frame dropped (as Whisper does) -> [bins, frames]
+  const at::Tensor spectrum = torch::stft(audio, kFftSize, kHopLength, kFftSize, window, /*center=*/true,
+                                          /*pad_mode=*/"reflect", /*normalized=*/false, /*onesided=*/true,
+                                          /*return_complex=*/true);
+  const at::Tensor power = spectrum.slice(1, 0, spectrum.size(1) - 1).abs().pow(2);
+  at::Tensor mel = torch::matmul(filters, power);  // [mels, frames]
+  at::Tensor log_spec = mel.clamp_min(1e-10).log10();
+  log_spec = torch::maximum(log_spec, log_spec.max() - 8.0);
+  log_spec = (log_spec + 4.0) / 4.0;
+  const at::Tensor half = log_spec.t().contiguous().to(torch::kFloat16);  // [frames, mels]
+  if (!torch::isfinite(half).all().item<bool>()) throw Error("log-mel features are not finite");
+  LogMel out;
+  out.frames = half.size(0);
+  out.values.resize(static_cast<std::size_t>(half.numel()));
+  std::memcpy(out.values.data(), half.data_ptr(), out.values.size() * sizeof(std::uint16_t));
+  return out;
+}
+
+}  // namespace cord::data

@@ -1,0 +1,210 @@
+#include "cord/data/items.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cord/core/error.hpp"
+#include "cord/data/audio.hpp"
+#include "cord/data/rng.hpp"
+
+namespace cord::data {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+CorpusRecord record_from_audio(const std::vector<float>& audio_16k, const std::string& where) {
+  CorpusRecord r;
+  LogMel mel;
+  try {
+    mel = log_mel(audio_16k);
+  } catch (const Error& e) {
+    throw UsageError(where + ": " + e.what());
+  }
+  r.frames = mel.frames;
+  r.features = std::move(mel.values);
+  r.duration_s = static_cast<float>(static_cast<double>(audio_16k.size()) / kSampleRate);
+  return r;
+}
+
+}  // namespace
+
+CorpusRecord synthesize_item(const CorpusConfig& config, const ProblemGenerator& generator,
+                             const Tokenizer& tokenizer, const SpeechSynthesizer& synthesizer, std::int64_t index,
+                             StageSeconds* seconds) {
+  StageSeconds local;
+  StageSeconds& s = seconds != nullptr ? *seconds : local;
+  auto t = Clock::now();
+  const Problem problem = generator.generate(index);
+  const std::string where = "item " + std::to_string(index);
+  std::vector<std::int32_t> question = tokenizer.encode(problem.question, where + " question");
+  std::vector<std::int32_t> solution = tokenizer.encode(problem.solution, where + " solution");
+  std::vector<std::int32_t> answer = tokenizer.encode(problem.answer, where + " answer");
+  const Voice voice = draw_voice(config, index);
+  const std::string spoken = spoken_form(problem.question, config.spoken_digits);
+  s.generate += since(t);
+
+  t = Clock::now();
+  const auto tts_seed = static_cast<unsigned>(
+      derive_seed(static_cast<std::uint64_t>(config.seed), Stream::kTts, static_cast<std::uint64_t>(index)));
+  const std::vector<std::int16_t> pcm = synthesizer.speak(spoken, voice, tts_seed);
+  s.speak += since(t);
+
+  t = Clock::now();
+  std::vector<float> audio = resample(pcm16_to_float(pcm), synthesizer.sample_rate(), kSampleRate);
+  if (config.noise_snr_db != 0) {
+    add_white_noise(audio, config.noise_snr_db,
+                    derive_seed(static_cast<std::uint64_t>(config.seed), Stream::kNoise, static_cast<std::uint64_t>(index)));
+  }
+  s.resample += since(t);
+
+  t = Clock::now();
+  CorpusRecord r = record_from_audio(audio, where);
+  s.features += since(t);
+  s.audio_seconds += r.duration_s;
+
+  r.index = index;
+  r.family = problem.family;
+  r.split = problem.split;
+  r.difficulty = problem.difficulty;
+  r.question = std::move(question);
+  r.solution = std::move(solution);
+  r.answer = std::move(answer);
+  r.speaker = voice.speaker;
+  r.rate = voice.rate;
+  r.pitch = voice.pitch;
+  return r;
+}
+
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> fields;
+  std::size_t start = 0;
+  for (std::size_t tab = line.find('\t'); tab != std::string::npos; tab = line.find('\t', start)) {
+    fields.push_back(line.substr(start, tab - start));
+    start = tab + 1;
+  }
+  fields.push_back(line.substr(start));
+  return fields;
+}
+
+const std::vector<std::string> kRequired = {"wav", "question", "answer", "family", "split"};
+
+}  // namespace
+
+std::vector<ManifestRow> read_manifest(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("cannot read manifest " + path);
+  const bool json_lines = ends_with(path, ".jsonl") || ends_with(path, ".json");
+  std::vector<ManifestRow> rows;
+  std::string line;
+  int line_number = 0;
+  std::vector<std::string> header;
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_number);
+    ManifestRow row;
+    row.where = where;
+    if (json_lines) {
+      nlohmann::json object;
+      try {
+        object = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        throw UsageError(where + ": not a JSON object (" + e.what() + ")");
+      }
+      if (!object.is_object()) throw UsageError(where + ": not a JSON object");
+      auto field = [&](const std::string& key, bool required) -> std::string {
+        if (!object.contains(key)) {
+          if (required) throw UsageError(where + ": missing key '" + key + "'");
+          return "";
+        }
+        if (!object[key].is_string()) throw UsageError(where + ": key '" + key + "' must be a string");
+        return object[key].get<std::string>();
+      };
+      row.wav = field("wav", true);
+      row.question = field("question", true);
+      row.answer = field("answer", true);
+      row.family = field("family", true);
+      row.split = field("split", true);
+      row.solution = field("solution", false);
+    } else {
+      const std::vector<std::string> fields = split_tabs(line);
+      if (header.empty()) {
+        header = fields;
+        for (const std::string& column : kRequired) {
+          if (std::find(header.begin(), header.end(), column) == header.end()) {
+            throw UsageError(where + ": missing column '" + column +
+                             "' in the header (needs wav, question, answer, family, split; optional solution)");
+          }
+        }
+        continue;
+      }
+      if (fields.size() != header.size()) {
+        throw UsageError(where + ": " + std::to_string(fields.size()) + " columns, the header has " +
+                         std::to_string(header.size()));
+      }
+      auto column = [&](const std::string& name) -> std::string {
+        const auto it = std::find(header.begin(), header.end(), name);
+        return it == header.end() ? "" : fields[static_cast<std::size_t>(it - header.begin())];
+      };
+      row.wav = column("wav");
+      row.question = column("question");
+      row.answer = column("answer");
+      row.family = column("family");
+      row.split = column("split");
+      row.solution = column("solution");
+    }
+    for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"wav", &row.wav},
+                                      {"question", &row.question},
+                                      {"answer", &row.answer}}) {
+      if (value->empty()) throw UsageError(where + ": empty " + name);
+    }
+    rows.push_back(std::move(row));
+  }
+  if (rows.empty()) throw UsageError("manifest " + path + " has no items");
+  return rows;
+}
+
+CorpusRecord import_item(const ManifestRow& row, const std::string& manifest_path, const Tokenizer& tokenizer,
+                         std::int64_t index) {
+  const std::string folder = manifest_path.find('/') == std::string::npos
+                                 ? "."
+                                 : manifest_path.substr(0, manifest_path.rfind('/'));
+  const std::string wav = !row.wav.empty() && row.wav[0] == '/' ? row.wav : folder + "/" + row.wav;
+  const Family family = parse_family(row.family, row.where);
+  const Split split = parse_split(row.split, row.where);
+  const std::string answer = normalize_spacing(row.answer);
+  const std::string solution = row.solution.empty() ? "The answer is " + answer + "." : normalize_spacing(row.solution);
+  std::vector<std::int32_t> question = tokenizer.encode(normalize_spacing(row.question), row.where + " question");
+  std::vector<std::int32_t> solution_ids = tokenizer.encode(solution, row.where + " solution");
+  std::vector<std::int32_t> answer_ids = tokenizer.encode(answer, row.where + " answer");
+
+  int rate = 0;
+  std::vector<float> audio;
+  try {
+    audio = read_audio_file(wav, &rate);
+  } catch (const UsageError& e) {
+    throw UsageError(row.where + ": " + e.what());
+  }
+  CorpusRecord r = record_from_audio(resample(audio, rate, kSampleRate), row.where + " (" + wav + ")");
+  r.index = index;
+  r.family = family;
+  r.split = split;
+  r.difficulty = 0;
+  r.question = std::move(question);
+  r.solution = std::move(solution_ids);
+  r.answer = std::move(answer_ids);
+  return r;
+}
+
+}  // namespace cord::data

@@ -1,0 +1,392 @@
+#include "cord/h5/h5.hpp"
+
+#include <utility>
+
+namespace cord::h5 {
+namespace {
+
+// HDF5 prints its error stack to stderr by default; cord reports it in its own errors.
+void silence_automatic_error_printing() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+// A binary16 file/memory type (HDF5 1.10 has no predefined one): 1 sign bit, 5 exponent
+// bits with bias 15, 10 mantissa bits, little-endian — what h5py reads as float16.
+hid_t make_float16_type() {
+  const hid_t type = CORD_H5_CHECK(H5Tcopy(H5T_IEEE_F32LE), "creating the float16 type");
+  CORD_H5_CHECK(H5Tset_fields(type, 15, 10, 5, 0, 10), "float16 fields");
+  CORD_H5_CHECK(H5Tset_size(type, 2), "float16 size");
+  CORD_H5_CHECK(H5Tset_ebias(type, 15), "float16 exponent bias");
+  return type;
+}
+
+// A type handle for `dtype`; predefined types are not closed, the float16 copy is.
+Handle type_handle(Dtype dtype) {
+  auto predefined = [](hid_t id) { return Handle(id, nullptr); };
+  switch (dtype) {
+    case Dtype::kInt8: return predefined(H5T_NATIVE_INT8);
+    case Dtype::kUInt8: return predefined(H5T_NATIVE_UINT8);
+    case Dtype::kInt32: return predefined(H5T_NATIVE_INT32);
+    case Dtype::kInt64: return predefined(H5T_NATIVE_INT64);
+    case Dtype::kFloat16: return Handle(make_float16_type(), &H5Tclose);
+    case Dtype::kFloat32: return predefined(H5T_NATIVE_FLOAT);
+    case Dtype::kFloat64: return predefined(H5T_NATIVE_DOUBLE);
+  }
+  throw Error("unknown h5::Dtype");
+}
+
+Handle file_access_plist(MPI_Comm comm, const std::string& path) {
+  Handle fapl(CORD_H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), path), &H5Pclose);
+  if (comm != MPI_COMM_NULL) CORD_H5_CHECK(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), path);
+  return fapl;
+}
+
+herr_t collect_error_message(unsigned depth, const H5E_error2_t* error, void* out) {
+  auto& text = *static_cast<std::string*>(out);
+  if (error->desc == nullptr || error->desc[0] == '\0') return 0;
+  if (depth > 0) text += "; ";
+  text += error->desc;
+  return 0;
+}
+
+}  // namespace
+
+namespace detail {
+std::string error_stack_text() {
+  std::string text;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, &collect_error_message, &text);
+  H5Eclear2(H5E_DEFAULT);
+  return text.empty() ? "no HDF5 error message" : text;
+}
+}  // namespace detail
+
+const char* to_string(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kInt8: return "int8";
+    case Dtype::kUInt8: return "uint8";
+    case Dtype::kInt32: return "int32";
+    case Dtype::kInt64: return "int64";
+    case Dtype::kFloat16: return "float16";
+    case Dtype::kFloat32: return "float32";
+    case Dtype::kFloat64: return "float64";
+  }
+  return "?";
+}
+
+std::size_t size_of(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kInt8:
+    case Dtype::kUInt8: return 1;
+    case Dtype::kFloat16: return 2;
+    case Dtype::kInt32:
+    case Dtype::kFloat32: return 4;
+    case Dtype::kInt64:
+    case Dtype::kFloat64: return 8;
+  }
+  return 0;
+}
+
+std::uint64_t DatasetInfo::row_elements() const {
+  std::uint64_t n = 1;
+  for (std::size_t d = 1; d < shape.size(); ++d) n *= shape[d];
+  return n;
+}
+
+Handle::~Handle() {
+  if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+}
+
+Handle::Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, -1)), closer_(other.closer_) {}
+
+Handle& Handle::operator=(Handle&& other) noexcept {
+  if (this != &other) {
+    if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+    id_ = std::exchange(other.id_, -1);
+    closer_ = other.closer_;
+  }
+  return *this;
+}
+
+File File::create(const std::string& path, MPI_Comm comm) {
+  silence_automatic_error_printing();
+  const Handle fapl = file_access_plist(comm, path);
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
+  if (id < 0) throw Error("cannot create HDF5 file " + path + ": " + detail::error_stack_text());
+  return File(Handle(id, &H5Fclose), path, comm != MPI_COMM_NULL);
+}
+
+File File::open_read_only(const std::string& path, MPI_Comm comm) {
+  silence_automatic_error_printing();
+  const Handle fapl = file_access_plist(comm, path);
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id());
+  if (id < 0) {
+    throw Error("cannot open " + path + " as HDF5 (missing, truncated or not an HDF5 file): " +
+                detail::error_stack_text());
+  }
+  return File(Handle(id, &H5Fclose), path, comm != MPI_COMM_NULL);
+}
+
+std::string File::where(const std::string& object) const { return path_ + " object " + object; }
+
+void File::close() {
+  if (!handle_.valid()) return;
+  const hid_t id = handle_.release();
+  const herr_t flushed = H5Fflush(id, H5F_SCOPE_GLOBAL);
+  const std::string flush_error = flushed < 0 ? detail::error_stack_text() : "";
+  CORD_H5_CHECK(H5Fclose(id), "closing " + path_);
+  if (flushed < 0) throw Error("HDF5 could not flush " + path_ + ": " + flush_error);
+}
+
+bool File::exists(const std::string& object) const {
+  if (object == "/") return true;
+  // H5Lexists needs every intermediate link to exist: walk the path from the root.
+  std::string prefix;
+  std::size_t start = 1;
+  while (start <= object.size()) {
+    const std::size_t end = object.find('/', start);
+    prefix = object.substr(0, end == std::string::npos ? object.size() : end);
+    if (CORD_H5_CHECK(H5Lexists(handle_.id(), prefix.c_str(), H5P_DEFAULT), where(prefix)) <= 0) return false;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return true;
+}
+
+void File::create_group(const std::string& group) {
+  const Handle g(CORD_H5_CHECK(H5Gcreate2(handle_.id(), group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                               where(group)),
+                 &H5Gclose);
+}
+
+namespace {
+
+Handle open_object(hid_t file, const std::string& object, const std::string& context) {
+  return Handle(CORD_H5_CHECK(H5Oopen(file, object.c_str(), H5P_DEFAULT), context), &H5Oclose);
+}
+
+void write_attribute(hid_t file, const std::string& object, const std::string& name, hid_t type,
+                     const void* value, const std::string& context) {
+  const Handle target = open_object(file, object, context);
+  if (CORD_H5_CHECK(H5Aexists(target.id(), name.c_str()), context) > 0) {
+    CORD_H5_CHECK(H5Adelete(target.id(), name.c_str()), context);
+  }
+  const Handle space(CORD_H5_CHECK(H5Screate(H5S_SCALAR), context), &H5Sclose);
+  const Handle attribute(
+      CORD_H5_CHECK(H5Acreate2(target.id(), name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT), context),
+      &H5Aclose);
+  CORD_H5_CHECK(H5Awrite(attribute.id(), type, value), context);
+}
+
+}  // namespace
+
+void File::set_attribute(const std::string& object, const std::string& name, std::int64_t value) {
+  write_attribute(handle_.id(), object, name, H5T_NATIVE_INT64, &value, where(object) + " attribute " + name);
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, double value) {
+  write_attribute(handle_.id(), object, name, H5T_NATIVE_DOUBLE, &value, where(object) + " attribute " + name);
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, const std::string& value) {
+  const std::string context = where(object) + " attribute " + name;
+  const Handle type(CORD_H5_CHECK(H5Tcopy(H5T_C_S1), context), &H5Tclose);
+  CORD_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), context);
+  CORD_H5_CHECK(H5Tset_cset(type.id(), H5T_CSET_UTF8), context);
+  const char* text = value.c_str();
+  write_attribute(handle_.id(), object, name, type.id(), &text, context);
+}
+
+bool File::has_attribute(const std::string& object, const std::string& name) const {
+  if (!exists(object)) return false;
+  const Handle target = open_object(handle_.id(), object, where(object));
+  return CORD_H5_CHECK(H5Aexists(target.id(), name.c_str()), where(object)) > 0;
+}
+
+namespace {
+
+// Opens attribute `name` of `object`, requiring the given type class.
+Handle open_attribute(const File& file, hid_t file_id, const std::string& object, const std::string& name,
+                      H5T_class_t wanted, const std::string& context) {
+  if (!file.has_attribute(object, name)) throw Error(context + " is missing");
+  const Handle target = open_object(file_id, object, context);
+  Handle attribute(CORD_H5_CHECK(H5Aopen(target.id(), name.c_str(), H5P_DEFAULT), context), &H5Aclose);
+  const Handle type(CORD_H5_CHECK(H5Aget_type(attribute.id()), context), &H5Tclose);
+  const Handle space(CORD_H5_CHECK(H5Aget_space(attribute.id()), context), &H5Sclose);
+  if (CORD_H5_CHECK(H5Tget_class(type.id()), context) != wanted ||
+      CORD_H5_CHECK(H5Sget_simple_extent_npoints(space.id()), context) != 1) {
+    const char* kind = wanted == H5T_INTEGER ? "an integer" : wanted == H5T_FLOAT ? "a float" : "a string";
+    throw Error(context + " is not " + kind + " scalar");
+  }
+  return attribute;
+}
+
+}  // namespace
+
+std::int64_t File::attribute_int(const std::string& object, const std::string& name) const {
+  const std::string context = where(object) + " attribute " + name;
+  const Handle attribute = open_attribute(*this, handle_.id(), object, name, H5T_INTEGER, context);
+  std::int64_t value = 0;
+  CORD_H5_CHECK(H5Aread(attribute.id(), H5T_NATIVE_INT64, &value), context);
+  return value;
+}
+
+double File::attribute_double(const std::string& object, const std::string& name) const {
+  const std::string context = where(object) + " attribute " + name;
+  const Handle attribute = open_attribute(*this, handle_.id(), object, name, H5T_FLOAT, context);
+  double value = 0;
+  CORD_H5_CHECK(H5Aread(attribute.id(), H5T_NATIVE_DOUBLE, &value), context);
+  return value;
+}
+
+std::string File::attribute_string(const std::string& object, const std::string& name) const {
+  const std::string context = where(object) + " attribute " + name;
+  const Handle attribute = open_attribute(*this, handle_.id(), object, name, H5T_STRING, context);
+  const Handle type(CORD_H5_CHECK(H5Aget_type(attribute.id()), context), &H5Tclose);
+  if (CORD_H5_CHECK(H5Tis_variable_str(type.id()), context) > 0) {
+    const Handle memory_type(CORD_H5_CHECK(H5Tcopy(H5T_C_S1), context), &H5Tclose);
+    CORD_H5_CHECK(H5Tset_size(memory_type.id(), H5T_VARIABLE), context);
+    CORD_H5_CHECK(H5Tset_cset(memory_type.id(), H5Tget_cset(type.id())), context);  // no ASCII<->UTF-8 conversion exists
+    char* text = nullptr;
+    CORD_H5_CHECK(H5Aread(attribute.id(), memory_type.id(), &text), context);
+    std::string value = text != nullptr ? text : "";
+    H5free_memory(text);
+    return value;
+  }
+  const std::size_t size = H5Tget_size(type.id());
+  std::string value(size, '\0');
+  CORD_H5_CHECK(H5Aread(attribute.id(), type.id(), value.data()), context);
+  value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));  // NUL-padded
+  return value;
+}
+
+void File::create_dataset(const std::string& dataset, Dtype dtype, const std::vector<std::uint64_t>& shape,
+                          std::uint64_t chunk_rows) {
+  const std::string context = where(dataset);
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
+  std::vector<hsize_t> max_dims(dims);
+  const Handle create_plist(CORD_H5_CHECK(H5Pcreate(H5P_DATASET_CREATE), context), &H5Pclose);
+  if (chunk_rows > 0) {
+    CORD_CHECK(!dims.empty(), "a chunked dataset needs a row dimension");
+    max_dims[0] = H5S_UNLIMITED;
+    std::vector<hsize_t> chunk(dims);
+    chunk[0] = chunk_rows;
+    CORD_H5_CHECK(H5Pset_chunk(create_plist.id(), static_cast<int>(chunk.size()), chunk.data()), context);
+  }
+  const Handle space(
+      CORD_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()), context), &H5Sclose);
+  const Handle type = type_handle(dtype);
+  const Handle created(CORD_H5_CHECK(H5Dcreate2(handle_.id(), dataset.c_str(), type.id(), space.id(), H5P_DEFAULT,
+                                                create_plist.id(), H5P_DEFAULT),
+                                     context),
+                       &H5Dclose);
+}
+
+void File::set_rows(const std::string& dataset, std::uint64_t rows) {
+  const std::string context = where(dataset);
+  const Handle set(CORD_H5_CHECK(H5Dopen2(handle_.id(), dataset.c_str(), H5P_DEFAULT), context), &H5Dclose);
+  const Handle space(CORD_H5_CHECK(H5Dget_space(set.id()), context), &H5Sclose);
+  const int rank = CORD_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), context);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  CORD_H5_CHECK(H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr), context);
+  CORD_CHECK(!dims.empty(), "set_rows on a scalar dataset " + context);
+  dims[0] = rows;
+  CORD_H5_CHECK(H5Dset_extent(set.id(), dims.data()), context);
+}
+
+DatasetInfo File::dataset_info(const std::string& dataset) const {
+  if (!exists(dataset)) throw Error(path_ + ": missing dataset " + dataset);
+  const std::string context = where(dataset);
+  const Handle set(CORD_H5_CHECK(H5Dopen2(handle_.id(), dataset.c_str(), H5P_DEFAULT), context), &H5Dclose);
+  const Handle type(CORD_H5_CHECK(H5Dget_type(set.id()), context), &H5Tclose);
+  const Handle space(CORD_H5_CHECK(H5Dget_space(set.id()), context), &H5Sclose);
+  DatasetInfo info;
+  const int rank = CORD_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), context);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  CORD_H5_CHECK(H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr), context);
+  info.shape.assign(dims.begin(), dims.end());
+  const H5T_class_t type_class = H5Tget_class(type.id());
+  const std::size_t size = H5Tget_size(type.id());
+  if (type_class == H5T_INTEGER) {
+    const bool is_signed = H5Tget_sign(type.id()) == H5T_SGN_2;
+    if (size == 1) info.dtype = is_signed ? Dtype::kInt8 : Dtype::kUInt8;
+    else if (size == 4 && is_signed) info.dtype = Dtype::kInt32;
+    else if (size == 8 && is_signed) info.dtype = Dtype::kInt64;
+    else throw Error(context + ": unsupported integer type of " + std::to_string(size) + " bytes");
+  } else if (type_class == H5T_FLOAT) {
+    if (size == 2) info.dtype = Dtype::kFloat16;
+    else if (size == 4) info.dtype = Dtype::kFloat32;
+    else if (size == 8) info.dtype = Dtype::kFloat64;
+    else throw Error(context + ": unsupported float type of " + std::to_string(size) + " bytes");
+  } else {
+    throw Error(context + ": not a numeric dataset");
+  }
+  return info;
+}
+
+namespace {
+
+// The row range [row_offset, row_offset + rows) of a dataspace, or nothing when rows == 0.
+void select_rows(hid_t space, const std::vector<hsize_t>& dims, std::uint64_t row_offset, std::uint64_t rows,
+                 const std::string& context) {
+  if (rows == 0) {
+    CORD_H5_CHECK(H5Sselect_none(space), context);
+    return;
+  }
+  std::vector<hsize_t> start(dims.size(), 0), count(dims);
+  start[0] = row_offset;
+  count[0] = rows;
+  CORD_H5_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), context);
+}
+
+struct RowTransfer {
+  Handle dataset, file_space, memory_space, xfer;
+};
+
+RowTransfer prepare_rows(hid_t file, const std::string& name, std::uint64_t row_offset, std::uint64_t rows,
+                         bool collective, const std::string& context) {
+  RowTransfer t;
+  t.dataset = Handle(CORD_H5_CHECK(H5Dopen2(file, name.c_str(), H5P_DEFAULT), context), &H5Dclose);
+  t.file_space = Handle(CORD_H5_CHECK(H5Dget_space(t.dataset.id()), context), &H5Sclose);
+  const int rank = CORD_H5_CHECK(H5Sget_simple_extent_ndims(t.file_space.id()), context);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  CORD_H5_CHECK(H5Sget_simple_extent_dims(t.file_space.id(), dims.data(), nullptr), context);
+  if (dims.empty()) dims.push_back(1);
+  if (row_offset + rows > dims[0]) {
+    throw Error(context + ": rows [" + std::to_string(row_offset) + ", " + std::to_string(row_offset + rows) +
+                ") outside the " + std::to_string(dims[0]) + " rows of the dataset");
+  }
+  select_rows(t.file_space.id(), dims, row_offset, rows, context);
+  std::vector<hsize_t> memory_dims(dims);
+  memory_dims[0] = rows == 0 ? 1 : rows;
+  t.memory_space = Handle(
+      CORD_H5_CHECK(H5Screate_simple(static_cast<int>(memory_dims.size()), memory_dims.data(), nullptr), context),
+      &H5Sclose);
+  if (rows == 0) CORD_H5_CHECK(H5Sselect_none(t.memory_space.id()), context);
+  t.xfer = Handle(CORD_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), context), &H5Pclose);
+  if (collective) CORD_H5_CHECK(H5Pset_dxpl_mpio(t.xfer.id(), H5FD_MPIO_COLLECTIVE), context);
+  return t;
+}
+
+}  // namespace
+
+void File::write_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, const void* data,
+                      Dtype dtype) {
+  const std::string context = where(dataset);
+  const RowTransfer t = prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context);
+  const Handle type = type_handle(dtype);
+  static const char kNothing = 0;  // HDF5 rejects a null buffer even when nothing is selected
+  CORD_H5_CHECK(H5Dwrite(t.dataset.id(), type.id(), t.memory_space.id(), t.file_space.id(), t.xfer.id(),
+                         rows == 0 ? &kNothing : data),
+                context);
+}
+
+void File::read_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, void* data,
+                     Dtype dtype) const {
+  const std::string context = where(dataset);
+  const RowTransfer t = prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context);
+  const Handle type = type_handle(dtype);
+  static char nothing = 0;
+  CORD_H5_CHECK(H5Dread(t.dataset.id(), type.id(), t.memory_space.id(), t.file_space.id(), t.xfer.id(),
+                        rows == 0 ? &nothing : data),
+                context);
+}
+
+}  // namespace cord::h5
