@@ -11,8 +11,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 single=$(mktemp --suffix=.json)
 pair=$(mktemp --suffix=.json)
 trap 'rm -f "$single" "$pair"' EXIT
-mpiexec -n 1 "$build/bench/cord_model_bench" --benchmark_out="$single" --benchmark_out_format=json
+# --bind-to none: Open MPI binds a lone rank to one core, which would hide the 2nd thread.
+mpiexec --bind-to none -n 1 "$build/bench/cord_model_bench" --benchmark_out="$single" --benchmark_out_format=json
 mpiexec -n 2 "$build/bench/cord_model_bench" --benchmark_out="$pair" --benchmark_out_format=json
 mkdir -p bench/results
 python3 bench/summarize_model.py "$single" "$pair" --out bench/results/model_small.json \
-  --command "bench/run_model.sh $build (mpiexec -n 1 and -n 2 $build/bench/cord_model_bench)"
+  --command "bench/run_model.sh $build (mpiexec --bind-to none -n 1, then mpiexec -n 2, $build/bench/cord_model_bench)"
