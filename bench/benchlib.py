@@ -13,7 +13,8 @@ def git(*args):
 
 
 def commit():
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    # Results files being rewritten by the run itself do not make the code dirty.
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
     return git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
 
 

@@ -6,29 +6,13 @@ cord_corpus_bench, and the projected time for the paper's 80k items on 2 ranks
 (goal: <= 15 minutes), plus machine, commit and command."""
 import argparse
 import json
-import platform
+import os
 import subprocess
+
+import benchlib
 
 PAPER_ITEMS = 80000
 GOAL_SECONDS = 15 * 60
-
-
-def git(*args):
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def inspect(build, corpus):
@@ -63,37 +47,27 @@ def main():
     # rate is therefore slightly pessimistic.
     projected = PAPER_ITEMS / two["items_per_s"]
 
-    with open(args.stages) as f:
-        raw = json.load(f)
+    raw = benchlib.load(args.stages)
     stages = {}
     for b in raw["benchmarks"]:
         name = b["name"].split("/iterations")[0].replace("/real_time", "")
         stages[name] = {k: b[k] for k in ("real_time", "time_unit", "items_per_second", "rtf", "batches_per_s",
                                           "audio_s") if k in b}
 
-    result = {
-        "what": "cord corpus synth throughput (TTS + resample + log-mel + parallel HDF5 write, whole command) "
-                "with 1 and 2 ranks, per-stage costs on one rank, loader batches/s, projection to 80k items",
-        "machine": {"host": platform.node(), "cpu": cpu_model(), "cores": raw["context"].get("num_cpus"),
-                    "kernel": platform.release(), "load_avg": raw["context"].get("load_avg")},
-        "commit": git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""),
-        "date": raw["context"].get("date"),
-        "command": args.command,
+    summary = {
         "corpus": {"items": args.items, "audio_hours": audio_seconds / 3600,
-                   "mean_item_s": report["duration_s"]["mean"], "bytes_per_item": None},
+                   "mean_item_s": report["duration_s"]["mean"],
+                   "bytes_per_item": os.path.getsize(args.corpus) / args.items},
         "synth": synth,
         "projection_80k": {"items": PAPER_ITEMS, "ranks": 2, "seconds": projected, "minutes": projected / 60,
                            "goal_minutes": GOAL_SECONDS / 60, "meets_goal": projected <= GOAL_SECONDS},
         "stages_one_rank": stages,
-        "google_benchmark": raw,
     }
-    try:
-        import os
-        result["corpus"]["bytes_per_item"] = os.path.getsize(args.corpus) / args.items
-    except OSError:
-        pass
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    benchlib.write_results(
+        args.out,
+        "cord corpus synth throughput (TTS + resample + log-mel + parallel HDF5 write, whole command) "
+        "with 1 and 2 ranks, per-stage costs on one rank, loader batches/s, projection to 80k items",
+        args.command, summary, raw)
     print(f"1 rank {synth[0]['items_per_s']:.1f} items/s, 2 ranks {two['items_per_s']:.1f} items/s "
           f"(real-time factor {two['real_time_factor']:.0f}); 80k items projected {projected / 60:.1f} min "
           f"on 2 ranks (goal 15); wrote {args.out}")
