@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   cord::bench::initialize(argc, argv, world);
 
   const ProcessGroup group = ProcessGroup::world(world);
-  constexpr int kRounds = 7;
+  constexpr int kRounds = 15;
   struct Size {
     const char* name;
     int64_t bytes;
