@@ -61,6 +61,18 @@ std::vector<Field> config_fields(Config& config) {
   };
 }
 
+std::vector<std::string> split_comma_list(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    part.erase(0, part.find_first_not_of(" \t"));
+    part.erase(part.find_last_not_of(" \t") + 1);
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
 namespace {
 
 void require_positive(const char* key, double value) {

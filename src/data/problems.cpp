@@ -1,7 +1,7 @@
 #include "cord/data/problems.hpp"
 
 #include <algorithm>
-#include <sstream>
+
 
 #include "cord/core/error.hpp"
 #include "cord/data/rng.hpp"
@@ -87,17 +87,6 @@ std::string fill(std::string pattern, const std::vector<std::pair<std::string, s
 
 std::string answer_line(const std::string& answer) { return "The answer is " + answer + "."; }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    part.erase(0, part.find_first_not_of(" \t"));
-    part.erase(part.find_last_not_of(" \t") + 1);
-    if (!part.empty()) parts.push_back(part);
-  }
-  return parts;
-}
 
 }  // namespace
 
@@ -134,7 +123,7 @@ Split parse_split(const std::string& name, const std::string& what) {
 }
 
 ProblemGenerator::ProblemGenerator(const CorpusConfig& config) : config_(config) {
-  for (const std::string& name : split_list(config.families)) {
+  for (const std::string& name : split_comma_list(config.families)) {
     families_.push_back(parse_family(name, "corpus.families"));
   }
   if (families_.empty()) throw UsageError("corpus.families lists no family");

@@ -9,13 +9,18 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
+
 
 #include "cord/core/error.hpp"
+#include "cord/config/config.hpp"
 #include "cord/data/rng.hpp"
+#include "socket_io.hpp"
 
 namespace cord::data {
 namespace {
+
+using detail::read_all;
+using detail::write_all;
 
 const char* const kOnes[] = {"zero",    "one",     "two",       "three",    "four",    "five",    "six",
                              "seven",   "eight",   "nine",      "ten",      "eleven",  "twelve",  "thirteen",
@@ -37,43 +42,6 @@ std::string below_thousand(int n) {
   return out;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    part.erase(0, part.find_first_not_of(" \t"));
-    part.erase(part.find_last_not_of(" \t") + 1);
-    if (!part.empty()) parts.push_back(part);
-  }
-  return parts;
-}
-
-// send() with MSG_NOSIGNAL: a worker that died makes this fail instead of killing the
-// rank with SIGPIPE.
-bool write_all(int fd, const void* data, std::size_t bytes) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = send(fd, p, bytes, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-bool read_all(int fd, void* data, std::size_t bytes) {
-  char* p = static_cast<char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = read(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
 
@@ -156,8 +124,8 @@ std::string spoken_form(const std::string& text, bool digit_by_digit) {
 
 std::vector<std::string> speaker_names(const CorpusConfig& config) {
   std::vector<std::string> names;
-  const std::vector<std::string> variants = split_list(config.variants);
-  for (const std::string& base : split_list(config.voices)) {
+  const std::vector<std::string> variants = split_comma_list(config.variants);
+  for (const std::string& base : split_comma_list(config.voices)) {
     for (const std::string& variant : variants) names.push_back(variant == "none" ? base : base + "+" + variant);
   }
   if (names.empty()) throw UsageError("corpus.voices x corpus.variants gives no voice");

@@ -23,31 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "socket_io.hpp"
+
 namespace {
 
-bool write_all(int fd, const void* data, std::size_t bytes) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = write(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
+using cord::data::detail::read_all;
+using cord::data::detail::write_all;
 
-bool read_all(int fd, void* data, std::size_t bytes) {
-  char* p = static_cast<char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = read(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 bool read_string(int fd, std::string& out) {
   std::uint32_t size = 0;

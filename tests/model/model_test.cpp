@@ -16,13 +16,11 @@ namespace cord::model {
 namespace {
 
 using testing::mel_batch;
+using testing::solo_group;
 using testing::tiny_model_config;
 using testing::tiny_tokens;
 using testing::token_rows;
 
-comm::ProcessGroup solo_group() {
-  return comm::ProcessGroup::world(testing::world()).split(testing::world().rank(), 0, "solo");
-}
 
 double max_relative_difference(const at::Tensor& a, const at::Tensor& b) {
   const double scale = std::max(b.abs().max().item<double>(), 1e-12);

@@ -84,7 +84,7 @@ void expect_shards_match(const Lalm& parallel, const std::map<std::string, at::T
 TEST(ParallelModel, EveryLayoutMatchesTheSingleRankModel) {
   const comm::World& world = testing::world();
   const GlobalBatch batch;
-  const comm::ProcessGroup solo = comm::ProcessGroup::world(world).split(world.rank(), 0, "solo");
+  const comm::ProcessGroup solo = testing::solo_group();
   for (const int tp : divisors(world.size())) {
     SCOPED_TRACE("tp=" + std::to_string(tp));
     const comm::ParallelDims dims = comm::ParallelDims::resolve(0, tp, world.size());
@@ -130,7 +130,7 @@ TEST(ParallelModel, EveryLayoutMatchesTheSingleRankModel) {
 TEST(ParallelModel, GradientAccumulationSynchronisesOnceAndMatches) {
   const comm::World& world = testing::world();
   const GlobalBatch batch;
-  const comm::ProcessGroup solo = comm::ProcessGroup::world(world).split(world.rank(), 0, "solo");
+  const comm::ProcessGroup solo = testing::solo_group();
   const comm::ProcessGroups groups = comm::make_process_groups(world, comm::ParallelDims::resolve(0, 1, world.size()), false);
   const int64_t per_rank = kGlobalBatch / world.size();
   if (per_rank < 2) GTEST_SKIP() << "needs two sequences per rank for two micro-batches";
@@ -190,7 +190,7 @@ TEST(RegionOps, ForwardAndBackwardMoveTheRightSlices) {
 
 TEST(ParallelModel, GreedyGenerationUnderTensorParallelismMatches) {
   const comm::World& world = testing::world();
-  const comm::ProcessGroup solo = comm::ProcessGroup::world(world).split(world.rank(), 0, "solo");
+  const comm::ProcessGroup solo = testing::solo_group();
   const comm::ProcessGroups groups =
       comm::make_process_groups(world, comm::ParallelDims::resolve(0, world.size(), world.size()), false);
   Lalm reference(tiny_model_config(), solo);

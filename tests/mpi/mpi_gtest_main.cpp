@@ -35,6 +35,8 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 
 const comm::World& world() { return *g_world; }
 
+comm::ProcessGroup solo_group() { return comm::ProcessGroup::world(*g_world).split(g_world->rank(), 0, "solo"); }
+
 }  // namespace cord::testing
 
 int main(int argc, char** argv) {

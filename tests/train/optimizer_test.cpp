@@ -14,9 +14,7 @@
 namespace cord::train {
 namespace {
 
-comm::ProcessGroup solo_group() {
-  return comm::ProcessGroup::world(testing::world()).split(testing::world().rank(), 0, "solo");
-}
+using testing::solo_group;
 
 // A matrix (decayed) and a vector (not decayed) with fixed gradients.
 std::vector<model::ParamShard> two_params(const at::Tensor& matrix, const at::Tensor& vector) {

@@ -164,6 +164,11 @@ TEST(Config, DumpRoundTripsAndDocumentsEveryField) {
   EXPECT_EQ(reloaded.runtime.device, "cuda");
 }
 
+TEST(Config, SplitCommaList) {
+  EXPECT_EQ(split_comma_list(" en-us, en ,,en-gb-x-rp "), (std::vector<std::string>{"en-us", "en", "en-gb-x-rp"}));
+  EXPECT_TRUE(split_comma_list(" , ").empty());
+}
+
 TEST(Config, EveryFieldHasAUniqueDottedKeyAndDoc) {
   Config config;
   const std::vector<Field> fields = config_fields(config);

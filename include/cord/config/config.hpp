@@ -91,6 +91,10 @@ struct Field {
 // Every field of `config`, in dump order. The references point into `config`.
 std::vector<Field> config_fields(Config& config);
 
+// "a, b,c" -> {"a", "b", "c"}: the comma lists of config strings, items trimmed, empty
+// items dropped.
+std::vector<std::string> split_comma_list(const std::string& text);
+
 // Checks values that do not depend on the world size (choices, ranges); the parallel
 // layout is checked by comm::ParallelDims::resolve once the world size is known.
 // Throws UsageError with the exact field and value.
