@@ -209,7 +209,7 @@ def main(path):
         f["inputs/mel_lengths"] = mel_lengths.numpy().astype(np.int64)
         f["outputs/text_logits"] = text_logits.detach().numpy()
         f["outputs/audio_logits"] = audio_logits.detach().numpy()
-        f["outputs/loss"] = np.float32(loss.item())
+        f["outputs/loss"] = np.array([loss.item()], dtype=np.float32)  # shape [1]: cord::h5 reads rows
     print(f"wrote {path}: loss {loss.item():.6f}, {len(P)} parameters")
 
 
