@@ -87,7 +87,6 @@ std::string fill(std::string pattern, const std::vector<std::pair<std::string, s
 
 std::string answer_line(const std::string& answer) { return "The answer is " + answer + "."; }
 
-
 }  // namespace
 
 const char* family_name(Family family) {

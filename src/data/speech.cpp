@@ -12,7 +12,6 @@
 
 
 #include "cord/core/error.hpp"
-#include "cord/config/config.hpp"
 #include "cord/data/rng.hpp"
 #include "socket_io.hpp"
 

@@ -130,26 +130,22 @@ TEST_F(BadCorpus, MissingDataset) {
   EXPECT_NE(reader_error().find(path_ + ": missing dataset /text/solution_offsets"), std::string::npos) << reader_error();
 }
 
+// Replaces `name` by an empty 1-d dataset of `rows` elements of `type`.
+void replace_dataset(hid_t file, const char* name, hid_t type, hsize_t rows) {
+  H5Ldelete(file, name, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(1, &rows, nullptr);
+  H5Dclose(H5Dcreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  H5Sclose(space);
+}
+
 TEST_F(BadCorpus, WrongDtype) {
-  edit([](hid_t file) {
-    H5Ldelete(file, "/items/difficulty", H5P_DEFAULT);
-    const hsize_t n = 12;
-    const hid_t space = H5Screate_simple(1, &n, nullptr);
-    H5Dclose(H5Dcreate2(file, "/items/difficulty", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    H5Sclose(space);
-  });
+  edit([](hid_t file) { replace_dataset(file, "/items/difficulty", H5T_IEEE_F64LE, 12); });
   EXPECT_NE(reader_error().find("dataset /items/difficulty: dtype float64, expected int32"), std::string::npos)
       << reader_error();
 }
 
 TEST_F(BadCorpus, WrongShape) {
-  edit([](hid_t file) {
-    H5Ldelete(file, "/items/split", H5P_DEFAULT);
-    const hsize_t n = 11;
-    const hid_t space = H5Screate_simple(1, &n, nullptr);
-    H5Dclose(H5Dcreate2(file, "/items/split", H5T_STD_I8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    H5Sclose(space);
-  });
+  edit([](hid_t file) { replace_dataset(file, "/items/split", H5T_STD_I8LE, 11); });
   EXPECT_NE(reader_error().find("dataset /items/split: shape [11], expected [12]"), std::string::npos) << reader_error();
 }
 
