@@ -55,7 +55,8 @@ int cord_main(int argc, char** argv, const cord::comm::World& world) {
     return 0;
   }
 
-  const app::Session session = app::start_session(world, config, dims);
+  app::Session session = app::start_session(world, config, dims);
+  for (int i = 0; i < argc; ++i) session.command_line += (i == 0 ? "" : " ") + std::string(argv[i]);
   return invocation.command->run(session, invocation.options);
 }
 

@@ -85,7 +85,7 @@ Session start_session(const comm::World& world, const Config& config, const comm
                   << choice.device << ", " << choice.threads << " torch thread(s) per rank";
   // Collective and not agreed: an NCCL failure here is a job-ending error (run_spmd aborts).
   comm::ProcessGroups groups = comm::make_process_groups(world, dims, choice.device != "cpu");
-  return Session{world, config, std::move(groups), std::move(choice.cuda), choice.device, choice.threads};
+  return Session{world, config, std::move(groups), std::move(choice.cuda), choice.device, choice.threads, ""};
 }
 
 int run_spmd(int argc, char** argv, const std::function<int(const comm::World&)>& body) {

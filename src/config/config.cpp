@@ -58,6 +58,48 @@ std::vector<Field> config_fields(Config& config) {
       {"corpus.pitch_min", "lowest pitch (0..100)", &config.corpus.pitch_min},
       {"corpus.pitch_max", "highest pitch (0..100)", &config.corpus.pitch_max},
       {"corpus.noise_snr_db", "additive white noise at this SNR in dB; 0 = no noise", &config.corpus.noise_snr_db},
+      {"train.stage", "text (decoder learns from text) | align (frozen decoder; encoder + projector learn from speech)",
+       &config.train.stage},
+      {"train.corpus", "corpus file (cord corpus synth --out)", &config.train.corpus},
+      {"train.run_dir", "the stage writes RUN_DIR/STAGE/ (config, metrics.jsonl, model.h5)", &config.train.run_dir},
+      {"train.init", "weights to start from; empty = fresh (text) or RUN_DIR/text/model.h5 (align)",
+       &config.train.init},
+      {"train.seed", "seed of the data order and the task draws", &config.train.seed},
+      {"train.micro_batch", "items per forward/backward per dp rank; 0 = whole local batch (no accumulation)",
+       &config.train.micro_batch},
+      {"train.weight_decay", "decoupled AdamW weight decay (matrices only)", &config.train.weight_decay},
+      {"train.beta1", "AdamW first-moment decay", &config.train.beta1},
+      {"train.beta2", "AdamW second-moment decay", &config.train.beta2},
+      {"train.grad_clip", "global gradient-norm clip; 0 = off", &config.train.grad_clip},
+      {"train.max_nonfinite_steps", "stop after this many consecutive skipped non-finite steps",
+       &config.train.max_nonfinite_steps},
+      {"train.log_every", "steps between step lines and metrics records", &config.train.log_every},
+      {"train.val_every", "steps between validation passes; 0 = only at the end", &config.train.val_every},
+      {"train.val_items", "validation items scored for loss and greedy accuracy", &config.train.val_items},
+      {"train.bucket_mb", "data-parallel gradient bucket size in MB", &config.train.bucket_mb},
+      {"train.zero1", "shard the AdamW state over the dp ranks (ZeRO-1)", &config.train.zero1},
+      {"train.text_repeat_fraction", "text stage: share of items trained on repeating the question",
+       &config.train.text_repeat_fraction},
+      {"train.align_solution_fraction", "align stage: share of items trained audio -> solution (rest: transcript)",
+       &config.train.align_solution_fraction},
+      {"train.inject_nonfinite", "tests only: comma list of steps whose loss is made NaN",
+       &config.train.inject_nonfinite},
+      {"train.text.steps", "text stage: optimizer steps", &config.train.text.steps},
+      {"train.text.global_batch", "text stage: items per step over all dp ranks", &config.train.text.global_batch},
+      {"train.text.lr", "text stage: peak learning rate", &config.train.text.lr},
+      {"train.text.min_lr", "text stage: learning rate at the last step (cosine floor)", &config.train.text.min_lr},
+      {"train.text.warmup_steps", "text stage: linear warmup steps", &config.train.text.warmup_steps},
+      {"train.align.steps", "align stage: optimizer steps", &config.train.align.steps},
+      {"train.align.global_batch", "align stage: items per step over all dp ranks", &config.train.align.global_batch},
+      {"train.align.lr", "align stage: peak learning rate", &config.train.align.lr},
+      {"train.align.min_lr", "align stage: learning rate at the last step (cosine floor)", &config.train.align.min_lr},
+      {"train.align.warmup_steps", "align stage: linear warmup steps", &config.train.align.warmup_steps},
+      {"eval.split", "train | validation | test", &config.eval.split},
+      {"eval.max_items", "evaluate the first N items of the split; 0 = all", &config.eval.max_items},
+      {"eval.batch", "prompts decoded together per dp rank", &config.eval.batch},
+      {"eval.max_new_tokens", "longest response decoded", &config.eval.max_new_tokens},
+      {"eval.transcripts", "also decode transcripts of the audio and report word error rate",
+       &config.eval.transcripts},
   };
 }
 
@@ -117,7 +159,51 @@ void validate_corpus(const CorpusConfig& c) {
   if (c.variants.empty()) throw UsageError("corpus.variants is empty");
 }
 
+void validate_stage(const char* section, const StageConfig& s) {
+  const std::string prefix = std::string("train.") + section + ".";
+  require_positive((prefix + "steps").c_str(), static_cast<double>(s.steps));
+  require_positive((prefix + "global_batch").c_str(), static_cast<double>(s.global_batch));
+  require_positive((prefix + "lr").c_str(), s.lr);
+  require_range((prefix + "min_lr").c_str(), s.min_lr, 0, s.lr);
+  require_range((prefix + "warmup_steps").c_str(), static_cast<double>(s.warmup_steps), 0, 1e12);
+}
+
+void validate_train(const TrainConfig& t) {
+  stage_config(t);  // the stage name
+  if (t.corpus.empty()) throw UsageError("train.corpus is empty");
+  if (t.run_dir.empty()) throw UsageError("train.run_dir is empty");
+  require_range("train.micro_batch", static_cast<double>(t.micro_batch), 0, 1e9);
+  require_range("train.weight_decay", t.weight_decay, 0, 10);
+  require_range("train.beta1", t.beta1, 0, 0.999999);
+  require_range("train.beta2", t.beta2, 0, 0.999999);
+  require_range("train.grad_clip", t.grad_clip, 0, 1e12);
+  require_range("train.max_nonfinite_steps", t.max_nonfinite_steps, 1, 1000000);
+  require_positive("train.log_every", static_cast<double>(t.log_every));
+  require_range("train.val_every", static_cast<double>(t.val_every), 0, 1e12);
+  require_range("train.val_items", static_cast<double>(t.val_items), 0, 1e12);
+  require_positive("train.bucket_mb", t.bucket_mb);
+  require_range("train.text_repeat_fraction", t.text_repeat_fraction, 0, 1);
+  require_range("train.align_solution_fraction", t.align_solution_fraction, 0, 1);
+  validate_stage("text", t.text);
+  validate_stage("align", t.align);
+}
+
+void validate_eval(const EvalConfig& e) {
+  if (e.split != "train" && e.split != "validation" && e.split != "test") {
+    throw UsageError("eval.split='" + e.split + "' is not one of train, validation, test");
+  }
+  require_range("eval.max_items", static_cast<double>(e.max_items), 0, 1e12);
+  require_positive("eval.batch", static_cast<double>(e.batch));
+  require_positive("eval.max_new_tokens", static_cast<double>(e.max_new_tokens));
+}
+
 }  // namespace
+
+const StageConfig& stage_config(const TrainConfig& train) {
+  if (train.stage == "text") return train.text;
+  if (train.stage == "align") return train.align;
+  throw UsageError("train.stage='" + train.stage + "' is not one of text, align");
+}
 
 void validate_model(const ModelConfig& m) {
   for (const auto& [key, value] :
@@ -159,6 +245,8 @@ void validate(const Config& config) {
   }
   validate_model(config.model);
   validate_corpus(config.corpus);
+  validate_train(config.train);
+  validate_eval(config.eval);
 }
 
 void validate_tensor_parallel(const ModelConfig& m, int tp) {

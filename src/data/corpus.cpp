@@ -11,6 +11,7 @@
 
 #include "cord/comm/mpi_check.hpp"
 #include "cord/core/error.hpp"
+#include "cord/core/files.hpp"
 #include "cord/data/audio.hpp"
 
 namespace cord::data {
@@ -43,25 +44,6 @@ std::string split_list() {
   std::vector<std::string> names;
   for (int s = 0; s < kSplitCount; ++s) names.emplace_back(split_name(static_cast<Split>(s)));
   return join(names, ',');
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) throw Error("cannot open " + path + " to fsync it: " + std::strerror(errno));
-  const int status = fsync(fd);
-  close(fd);
-  if (status != 0) throw Error("fsync of " + path + " failed: " + std::strerror(errno));
-}
-
-std::string directory_of(const std::string& path) {
-  const std::size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string temporary_name(const std::string& path, long id) {
-  const std::size_t slash = path.rfind('/');
-  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-  return (slash == std::string::npos ? "" : path.substr(0, slash + 1)) + "." + name + ".partial-" + std::to_string(id);
 }
 
 // Rows per chunk of the growing datasets: ~0.6 MB of features, ~32 kB of ids.

@@ -86,16 +86,22 @@ Batch CorpusLoader::next() {
     ++state_.epoch;
     state_.next_batch = 0;
   }
-  Batch batch;
-  batch.items = rows_of(state_.epoch, state_.next_batch);
+  const std::vector<std::int64_t> rows = rows_of(state_.epoch, state_.next_batch);
   ++state_.next_batch;
+  return load_batch(corpus_, rows);
+}
+
+Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& rows) {
+  CORD_CHECK(!rows.empty(), "load_batch: no rows");
+  Batch batch;
+  batch.items = rows;
 
   const auto b = static_cast<std::int64_t>(batch.items.size());
   std::int64_t max_frames = 0, max_question = 0, max_solution = 0;
   for (const std::int64_t row : batch.items) {
-    max_frames = std::max(max_frames, corpus_.frames(row));
-    max_question = std::max<std::int64_t>(max_question, static_cast<std::int64_t>(corpus_.question(row).size()));
-    max_solution = std::max<std::int64_t>(max_solution, static_cast<std::int64_t>(corpus_.solution(row).size()));
+    max_frames = std::max(max_frames, corpus.frames(row));
+    max_question = std::max<std::int64_t>(max_question, static_cast<std::int64_t>(corpus.question(row).size()));
+    max_solution = std::max<std::int64_t>(max_solution, static_cast<std::int64_t>(corpus.solution(row).size()));
   }
   batch.features = torch::zeros({b, max_frames, kMelBins}, torch::kFloat32);
   batch.feature_lengths = torch::zeros({b}, torch::kInt64);
@@ -107,8 +113,8 @@ Batch CorpusLoader::next() {
   batch.family = torch::zeros({b}, torch::kInt64);
   for (std::int64_t k = 0; k < b; ++k) {
     const std::int64_t row = batch.items[static_cast<std::size_t>(k)];
-    const std::int64_t frames = corpus_.frames(row);
-    std::vector<std::uint16_t> half = corpus_.features(row);
+    const std::int64_t frames = corpus.frames(row);
+    std::vector<std::uint16_t> half = corpus.features(row);
     const at::Tensor item = torch::from_blob(half.data(), {frames, kMelBins}, torch::kFloat16).to(torch::kFloat32);
     batch.features[k].slice(0, 0, frames).copy_(item);
     batch.feature_lengths[k] = frames;
@@ -119,10 +125,10 @@ Batch CorpusLoader::next() {
       tokens[k].slice(0, 0, n).copy_(values);
       mask[k].slice(0, 0, n).fill_(true);
     };
-    put_tokens(corpus_.question(row), batch.question, batch.question_mask);
-    put_tokens(corpus_.solution(row), batch.solution, batch.solution_mask);
-    batch.family[k] = static_cast<std::int64_t>(corpus_.family(row));
-    batch.answers.push_back(corpus_.tokenizer().decode(corpus_.answer(row)));
+    put_tokens(corpus.question(row), batch.question, batch.question_mask);
+    put_tokens(corpus.solution(row), batch.solution, batch.solution_mask);
+    batch.family[k] = static_cast<std::int64_t>(corpus.family(row));
+    batch.answers.push_back(corpus.tokenizer().decode(corpus.answer(row)));
   }
   return batch;
 }

@@ -16,7 +16,7 @@ struct Layout {
 };
 
 Layout lay_out(int64_t marker, const std::vector<int64_t>* question, int64_t frames, const std::vector<int64_t>& response,
-               const SpecialTokens& tokens) {
+               int64_t prompt_end, const SpecialTokens& tokens) {
   Layout layout;
   layout.ids = {tokens.bos, marker};
   layout.middle_begin = 2;
@@ -27,7 +27,7 @@ Layout lay_out(int64_t marker, const std::vector<int64_t>* question, int64_t fra
     layout.ids.insert(layout.ids.end(), static_cast<size_t>(frames), tokens.pad);  // replaced by frames
     layout.middle_length = frames;
   }
-  layout.ids.push_back(tokens.sep);
+  layout.ids.push_back(prompt_end);
   layout.prompt_length = static_cast<int64_t>(layout.ids.size());
   layout.ids.insert(layout.ids.end(), response.begin(), response.end());
   return layout;
@@ -90,20 +90,30 @@ DecoderBatch assemble(Lalm& model, const std::vector<Layout>& layouts, const at:
   return out;
 }
 
+int64_t prompt_end_of(const std::vector<int64_t>& prompt_ends, size_t b, size_t batch, const SpecialTokens& tokens) {
+  if (prompt_ends.empty()) return tokens.sep;
+  CORD_CHECK(prompt_ends.size() == batch, "prompt_ends and the batch differ in count");
+  CORD_CHECK(prompt_ends[b] == tokens.sep || prompt_ends[b] == tokens.transcribe,
+             "prompt end " + std::to_string(prompt_ends[b]) + " is neither sep nor transcribe");
+  return prompt_ends[b];
+}
+
 }  // namespace
 
 DecoderBatch assemble_text(Lalm& model, const TokenRows& questions, const TokenRows& responses,
-                           const SpecialTokens& tokens, Padding padding) {
+                           const SpecialTokens& tokens, Padding padding, const std::vector<int64_t>& prompt_ends) {
   CORD_CHECK(questions.size() == responses.size(), "questions and responses differ in count");
   std::vector<Layout> layouts;
   for (size_t b = 0; b < questions.size(); ++b) {
-    layouts.push_back(lay_out(tokens.text, &questions[b], 0, responses[b], tokens));
+    layouts.push_back(lay_out(tokens.text, &questions[b], 0, responses[b],
+                              prompt_end_of(prompt_ends, b, questions.size(), tokens), tokens));
   }
   return assemble(model, layouts, at::Tensor(), tokens, padding);
 }
 
 DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor& mel_lengths,
-                            const TokenRows& responses, const SpecialTokens& tokens, Padding padding) {
+                            const TokenRows& responses, const SpecialTokens& tokens, Padding padding,
+                            const std::vector<int64_t>& prompt_ends) {
   CORD_CHECK(mel.size(0) == static_cast<int64_t>(responses.size()), "mel batch and responses differ in count");
   const auto [frames, frame_lengths] = model->encode_audio(mel, mel_lengths);
   const at::Tensor lengths_cpu = frame_lengths.cpu();
@@ -111,7 +121,8 @@ DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor
   for (size_t b = 0; b < responses.size(); ++b) {
     const int64_t n = lengths_cpu[static_cast<int64_t>(b)].item<int64_t>();
     CORD_CHECK(n > 0, "audio clip " + std::to_string(b) + " is too short to give one projected frame");
-    layouts.push_back(lay_out(tokens.audio, nullptr, n, responses[b], tokens));
+    layouts.push_back(lay_out(tokens.audio, nullptr, n, responses[b],
+                              prompt_end_of(prompt_ends, b, responses.size(), tokens), tokens));
   }
   // The valid frames, flattened in (sequence, frame) order: [sum_b N_b, d].
   const at::Tensor frame_index = torch::arange(frames.size(1), frame_lengths.options());

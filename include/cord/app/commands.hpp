@@ -8,10 +8,12 @@ namespace cord::app {
 
 Command info_command();    // info_command.cpp
 Command corpus_command();  // corpus_command.cpp
+Command train_command();   // train_command.cpp
+Command eval_command();    // eval_command.cpp
 
 // In the order `cord --help` lists them. A static table: Invocation points into it.
 inline const std::vector<Command>& all_commands() {
-  static const std::vector<Command> commands = {info_command(), corpus_command()};
+  static const std::vector<Command> commands = {info_command(), corpus_command(), train_command(), eval_command()};
   return commands;
 }
 

@@ -26,6 +26,7 @@ struct Session {
   CudaProbe cuda;
   std::string device;  // "cpu" or "cuda:<index>"
   int threads = 1;     // torch intra-op threads of this rank
+  std::string command_line;  // argv joined by spaces, for run records
 };
 
 // Thrown on every rank when run_agreed() saw a failure on any rank; carries the exit code.

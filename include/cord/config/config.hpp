@@ -55,7 +55,7 @@ struct RuntimeConfig {
 // (data/README.md documents the file). Item i depends on (seed, i) only.
 struct CorpusConfig {
   std::int64_t seed = 20260101;  // corpus seed: text, voice, noise and split of every item derive from it
-  std::int64_t items = 600;      // number of items to generate
+  std::int64_t items = 2000;     // number of items to generate
   std::string families = "arithmetic,multiple_choice,ordering";  // comma list; item i has family i mod count
   double validation_fraction = 0.05;  // share of distinct questions (by content, not wording) held out for validation
   double test_fraction = 0.10;        // share of distinct questions held out for test
@@ -73,12 +73,67 @@ struct CorpusConfig {
   double noise_snr_db = 0;            // additive white noise at this signal-to-noise ratio in dB; 0 = none
 };
 
+// [train.text] and [train.align]: the length, batch and learning-rate schedule of one
+// stage (linear warmup, then cosine decay from lr to min_lr at `steps`).
+struct StageConfig {
+  std::int64_t steps = 1000;        // optimizer steps
+  std::int64_t global_batch = 32;   // items per optimizer step over all dp ranks
+  double lr = 1e-3;                 // peak learning rate
+  double min_lr = 1e-4;             // learning rate at the last step
+  std::int64_t warmup_steps = 100;  // linear warmup from 0
+};
+
+// [train] one training stage of the base LALM (`cord train`). Each stage writes its own
+// run directory RUN_DIR/STAGE (README "Run directory").
+//   text   the decoder learns from text questions -> solutions (loss on response
+//          tokens only) and, on a share of the items, text question -> the question back
+//          (the "repeat" task, which the align stage's transcription reuses)
+//   align  the decoder is frozen; the audio encoder and projector learn from speech:
+//          audio -> transcript of the question, and on a share of the items audio -> solution
+struct TrainConfig {
+  std::string stage = "text";      // text | align
+  std::string corpus = "runs/main/corpus.h5";  // corpus file (`cord corpus synth --out`)
+  std::string run_dir = "runs/main";           // the stage writes RUN_DIR/STAGE/
+  std::string init = "";           // weights to start from; "" = fresh for text, RUN_DIR/text/model.h5 for align
+  std::int64_t seed = 1;           // data order and task draws
+  std::int64_t micro_batch = 0;    // items per forward/backward per dp rank; 0 = the whole local batch (no accumulation)
+  double weight_decay = 0.1;       // decoupled AdamW decay on matrices (not on norms/biases)
+  double beta1 = 0.9;              // AdamW first-moment decay
+  double beta2 = 0.95;             // AdamW second-moment decay
+  double grad_clip = 1.0;          // global gradient-norm clip; 0 = off
+  int max_nonfinite_steps = 3;     // stop after this many consecutive skipped (non-finite) steps
+  std::int64_t log_every = 50;     // steps between step lines (and JSONL records)
+  std::int64_t val_every = 500;    // steps between validation passes; 0 = only at the end
+  std::int64_t val_items = 64;     // validation items scored for loss and greedy accuracy
+  double bucket_mb = 4.0;          // data-parallel gradient bucket size (MB)
+  bool zero1 = false;              // shard AdamW state over the dp ranks (ZeRO-1)
+  double text_repeat_fraction = 0.2;      // text stage: share of items trained on "repeat the question"
+  double align_solution_fraction = 0.0;   // align stage: share of items trained audio -> solution (rest: transcript)
+  std::string inject_nonfinite = "";      // fault injection for tests: comma list of steps whose loss is made NaN
+  StageConfig text{1500, 32, 2e-3, 1e-4, 100};
+  StageConfig align{600, 16, 2e-3, 1e-4, 50};
+};
+
+// [eval] `cord eval`: greedy decoding of one split with audio and with text input.
+struct EvalConfig {
+  std::string split = "test";      // train | validation | test
+  std::int64_t max_items = 0;      // evaluate the first N items of the split (corpus order); 0 = all
+  std::int64_t batch = 64;         // prompts decoded together per dp rank
+  std::int64_t max_new_tokens = 96;  // longest response decoded
+  bool transcripts = true;         // also decode transcripts of the audio and report word error rate
+};
+
 struct Config {
   ParallelConfig parallel;
   RuntimeConfig runtime;
   ModelConfig model;
   CorpusConfig corpus;
+  TrainConfig train;
+  EvalConfig eval;
 };
+
+// The StageConfig of train.stage (text or align); throws UsageError for another name.
+const StageConfig& stage_config(const TrainConfig& train);
 
 // A typed reference to one field of a Config, with its dotted key and documentation.
 using FieldRef = std::variant<int*, std::int64_t*, double*, bool*, std::string*>;

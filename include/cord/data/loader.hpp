@@ -55,6 +55,9 @@ struct Batch {
   std::vector<std::string> answers; // decoded answer text, [B]
 };
 
+// The items at corpus `rows`, in that order, as one padded batch.
+Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& rows);
+
 // `options` with dp_rank and dp_size set from the rank layout: the data-parallel
 // coordinate of `world_rank`, never the world rank itself, so that the tensor-parallel
 // ranks of one dp group load the same batch.

@@ -4,6 +4,10 @@
 //   audio: [bos][audio][frame_1 ... frame_N][sep][response ...]
 //   text:  [bos][text][question tokens ...][sep][response ...]
 //
+// The token closing the prompt names the task: [sep] asks for the solution, [transcribe]
+// in its place asks for the question back (a transcript of the audio, or a repeat of the
+// text), so one model both solves and transcribes.
+//
 // Both go through the same decoder. Training batches are right-padded (causal attention;
 // padding only follows real tokens); generation prompts are left-padded so that every
 // sequence's next token lands in the same slot of the KV cache, with padding masked out
@@ -25,7 +29,8 @@ struct SpecialTokens {
   int64_t pad = 2;
   int64_t audio = 3;  // marks an audio-conditioned prompt
   int64_t text = 4;   // marks a text-conditioned prompt
-  int64_t sep = 5;    // ends the question, starts the response
+  int64_t sep = 5;    // ends the question, starts the response (solve)
+  int64_t transcribe = 6;  // ends the question, asks for the question back (transcribe / repeat)
 };
 
 enum class Padding { kRight, kLeft };
@@ -43,12 +48,16 @@ struct DecoderBatch {
 };
 
 // questions[b], responses[b] (responses may be empty: a generation prompt).
+// prompt_ends[b]: the token closing prompt b (tokens.sep or tokens.transcribe); empty =
+// tokens.sep for every sequence.
 DecoderBatch assemble_text(Lalm& model, const TokenRows& questions, const TokenRows& responses,
-                           const SpecialTokens& tokens, Padding padding);
+                           const SpecialTokens& tokens, Padding padding,
+                           const std::vector<int64_t>& prompt_ends = {});
 
 // mel [B, F, n_mels] with mel_lengths [B] (int64, valid frames).
 DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor& mel_lengths,
-                            const TokenRows& responses, const SpecialTokens& tokens, Padding padding);
+                            const TokenRows& responses, const SpecialTokens& tokens, Padding padding,
+                            const std::vector<int64_t>& prompt_ends = {});
 
 // Mask and positions for left-padded sequences: valid [B, T] ->
 // allow [B, 1, T, T] (causal, real keys only, each position always sees itself so no row

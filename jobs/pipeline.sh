@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The base-model pipeline: corpus -> text stage -> align stage -> eval, each a `cord`
+# command under mpiexec, with progress in the terminal and the eval table at the end.
+#
+#   jobs/pipeline.sh [CONFIG] [RUN_DIR]
+#
+# CONFIG   a job file (default: none, the configuration embedded in cord)
+# RUN_DIR  where everything goes (default: runs/main): corpus.h5, text/, align/, eval/,
+#          and timings.tsv (seconds per step, with its command)
+# Environment: CORD_RANKS (MPI ranks, default 2), CORD_BUILD_DIR (default build).
+# The corpus is reused when RUN_DIR/corpus.h5 exists; delete it to regenerate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=${1:-}
+run=${2:-runs/main}
+ranks=${CORD_RANKS:-2}
+build=${CORD_BUILD_DIR:-build}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+
+common=(--set "train.run_dir=$run" --set "train.corpus=$run/corpus.h5")
+[ -n "$config" ] && common=(--config "$config" "${common[@]}")
+mkdir -p "$run"
+: > "$run/timings.tsv"
+
+step() {  # step NAME cord ARGS...: runs and times one command
+  local name=$1
+  shift
+  local command=(mpiexec -n "$ranks" "$build/cord" "$@")
+  echo "[pipeline] $name: ${command[*]}" >&2
+  local start end
+  start=$(date +%s.%N)
+  "${command[@]}"
+  end=$(date +%s.%N)
+  awk -v name="$name" -v s="$start" -v e="$end" -v c="${command[*]}" \
+    'BEGIN { printf "%s\t%.1f\t%s\n", name, e - s, c }' >> "$run/timings.tsv"
+}
+
+if [ -f "$run/corpus.h5" ]; then
+  echo "[pipeline] corpus: reusing $run/corpus.h5" >&2
+else
+  step corpus corpus synth "${common[@]}" --out "$run/corpus.h5"
+fi
+step text train "${common[@]}" --set train.stage=text
+step align train "${common[@]}" --set train.stage=align
+step eval eval "${common[@]}" --out "$run/eval"
+echo "[pipeline] done: $run/eval/eval.md; seconds per step in $run/timings.tsv" >&2

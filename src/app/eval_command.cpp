@@ -1,0 +1,121 @@
+// `cord eval`: greedy accuracy with text and with audio input per family, the gap, and
+// the transcript word error rate, on one split of a corpus (eval/evaluate.hpp).
+//   OUT/eval.json         scores, with the weights, corpus, split, commit, host, command, timing
+//   OUT/eval.md           the same as a Markdown table (also printed on stdout)
+//   OUT/predictions.jsonl one line per item: answer, decoded text/audio solutions, transcript
+#include <unistd.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cord/app/commands.hpp"
+#include "cord/app/runtime.hpp"
+#include "cord/ckpt/model_weights.hpp"
+#include "cord/comm/collectives.hpp"
+#include "cord/core/build_info.hpp"
+#include "cord/core/files.hpp"
+#include "cord/core/log.hpp"
+#include "cord/data/corpus.hpp"
+#include "cord/eval/evaluate.hpp"
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+namespace cord::app {
+namespace {
+
+void add_options(po::options_description& options) {
+  options.add_options()
+      ("ckpt", po::value<std::string>()->value_name("PATH"),
+       "weights to evaluate (default: train.run_dir/align/model.h5)")
+      ("data", po::value<std::string>()->value_name("PATH"), "corpus file (default: train.corpus)")
+      ("out", po::value<std::string>()->value_name("DIR"),
+       "folder for eval.json, eval.md and predictions.jsonl (default: train.run_dir/eval)")
+      ("split", po::value<std::string>()->value_name("NAME"), "train | validation | test (default: eval.split)");
+}
+
+std::string option_or(const po::variables_map& options, const char* name, const std::string& fallback) {
+  return options.count(name) != 0 ? options[name].as<std::string>() : fallback;
+}
+
+struct Setup {
+  std::string ckpt, data, out;
+  data::Split split = data::Split::kTest;
+  std::unique_ptr<data::CorpusReader> corpus;
+  model::Lalm model{nullptr};
+  ckpt::WeightsHeader weights;
+};
+
+Setup set_up(const Session& session, const po::variables_map& options) {
+  const Config& config = session.config;
+  Setup s;
+  s.ckpt = option_or(options, "ckpt", config.train.run_dir + "/align/model.h5");
+  s.data = option_or(options, "data", config.train.corpus);
+  s.out = option_or(options, "out", config.train.run_dir + "/eval");
+  s.split = data::parse_split(option_or(options, "split", config.eval.split), "--split");
+  if (access(s.data.c_str(), R_OK) != 0) throw UsageError("cord eval: corpus " + s.data + " does not exist");
+  s.corpus = std::make_unique<data::CorpusReader>(s.data);
+  s.model = model::Lalm(config.model, session.groups.tp);
+  s.model->to(torch::Device(session.device));
+  s.weights = ckpt::load_weights(s.ckpt, s.model);
+  ckpt::check_same_vocab(s.weights, s.corpus->tokenizer().vocab(), s.data);
+  if (session.world.rank() == 0) make_directories(s.out);
+  return s;
+}
+
+int run(const Session& session, const po::variables_map& options) {
+  Setup s = run_agreed(session.world, [&] { return set_up(session, options); });
+  const EvalConfig& ec = session.config.eval;
+  eval::EvalOptions eval_options;
+  eval_options.split = s.split;
+  eval_options.max_items = ec.max_items;
+  eval_options.batch = ec.batch;
+  eval_options.max_new_tokens = ec.max_new_tokens;
+  eval_options.transcripts = ec.transcripts;
+  eval_options.predictions = true;
+  CORD_LOG(kInfo) << "eval: " << s.ckpt << " (stage " << s.weights.stage << ", " << s.weights.step << " steps) on "
+                  << s.data << " split " << data::split_name(s.split) << ", greedy, batches of " << ec.batch;
+  const eval::EvalOutcome outcome = run_agreed(session.world, [&] {
+    return eval::evaluate(s.model, *s.corpus, eval_options, session.groups);
+  });
+  at::Tensor tokens = torch::tensor({outcome.generated_tokens}, torch::kInt64);
+  comm::all_reduce(session.groups.dp, tokens, comm::ReduceOp::kSum);
+  const double tokens_per_s = static_cast<double>(tokens.item<int64_t>()) / outcome.seconds;
+  CORD_LOG(kInfo) << "eval: " << tokens.item<int64_t>() << " tokens decoded in " << outcome.seconds << " s ("
+                  << static_cast<int64_t>(tokens_per_s) << " tok/s)";
+  if (session.world.rank() == 0) {
+    json report = eval::scores_json(outcome.scores);
+    report["weights"] = s.ckpt;
+    report["weights_stage"] = s.weights.stage;
+    report["weights_steps"] = s.weights.step;
+    report["corpus"] = s.data;
+    report["split"] = data::split_name(s.split);
+    report["commit"] = build_info().commit;
+    report["command"] = session.command_line;
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    report["host"] = host;
+    report["seconds"] = outcome.seconds;
+    report["decoded_tokens_per_s"] = tokens_per_s;
+    const std::string table = eval::scores_markdown(outcome.scores);
+    write_file_atomically(s.out + "/eval.json", report.dump(2) + "\n");
+    write_file_atomically(s.out + "/eval.md", "# cord eval: " + s.ckpt + " on " + s.data + " (" +
+                                                  data::split_name(s.split) + ")\n\n" + table);
+    std::string predictions;
+    for (const std::string& line : outcome.predictions) predictions += line + "\n";
+    write_file_atomically(s.out + "/predictions.jsonl", predictions);
+    std::cout << table << std::flush;
+    CORD_LOG(kInfo) << "eval: wrote " << s.out << "/{eval.json,eval.md,predictions.jsonl}";
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command eval_command() {
+  return {"eval",
+          "greedy accuracy per family with text and with audio input, the gap and the transcript WER of one split",
+          &add_options, &run};
+}
+
+}  // namespace cord::app
