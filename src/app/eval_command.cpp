@@ -114,7 +114,7 @@ int run(const Session& session, const po::variables_map& options) {
 
 Command eval_command() {
   return {"eval",
-          "greedy accuracy per family with text and with audio input, the gap and the transcript WER of one split",
+          "accuracy per family with text and with audio input, the gap and the transcript WER",
           &add_options, &run};
 }
 

@@ -24,8 +24,7 @@ int run(const Session& session, const po::variables_map&) {
 
 Command train_command() {
   return {"train",
-          "train one stage of the base model: train.stage = text (decoder, from text) or align (frozen decoder; "
-          "encoder + projector, from speech); writes train.run_dir/STAGE/{config.toml,metrics.jsonl,model.h5}",
+          "train one stage of the base model (train.stage = text | align) into train.run_dir/STAGE/",
           &add_options, &run};
 }
 

@@ -82,7 +82,7 @@ std::vector<Field> config_fields(Config& config) {
        &config.train.text_repeat_fraction},
       {"train.align_solution_fraction", "align stage: share of items trained audio -> solution (rest: transcript)",
        &config.train.align_solution_fraction},
-      {"train.inject_nonfinite", "tests only: comma list of steps whose loss is made NaN",
+      {"train.inject_nonfinite", "tests only: comma list of steps (1-based, as logged) whose loss is made NaN",
        &config.train.inject_nonfinite},
       {"train.text.steps", "text stage: optimizer steps", &config.train.text.steps},
       {"train.text.global_batch", "text stage: items per step over all dp ranks", &config.train.text.global_batch},

@@ -310,7 +310,9 @@ StageSummary Trainer::run() {
   StageSummary summary;
   int64_t consecutive_nonfinite = 0;
   double step_ema = 0;
-  double window_flops = 0, window_tokens = 0, window_seconds = 0;
+  // Step lines report means over the window of steps since the previous line.
+  double window_flops = 0, window_tokens = 0, window_seconds = 0, window_loss = 0;
+  int64_t window_steps = 0;
   s.model->train();
   for (int64_t step = 0; step < s.stage.steps; ++step) {
     const auto step_start = Clock::now();
@@ -340,7 +342,7 @@ StageSummary Trainer::run() {
       const at::Tensor logits = s.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
       const model::TokenLoss loss = model::response_cross_entropy(logits, inputs.targets, groups.tp);
       at::Tensor scaled = loss.sum * scale;
-      if (s.inject_nonfinite.count(step) != 0) scaled = scaled * std::numeric_limits<double>::quiet_NaN();
+      if (s.inject_nonfinite.count(step + 1) != 0) scaled = scaled * std::numeric_limits<double>::quiet_NaN();
       scaled.backward();
       loss_sum += scaled.item<double>();
       flops += s.step_flops(part, inputs);
@@ -384,21 +386,25 @@ StageSummary Trainer::run() {
     window_tokens += work[0].item<double>();
     window_flops += work[1].item<double>();
     window_seconds += step_seconds;
+    window_loss += loss;
+    ++window_steps;
     if ((step + 1) % tc.log_every == 0 || step + 1 == s.stage.steps) {
       const double tokens_per_s = window_tokens / window_seconds;
+      const double mean_loss = window_loss / static_cast<double>(window_steps);
       const double mfu = 100.0 * window_flops / window_seconds / s.peak_flops;
       const double eta = step_ema * static_cast<double>(s.stage.steps - step - 1);
       char line[256];
       std::snprintf(line, sizeof line,
                     "step %lld/%lld | %s | loss %.4f | grad %.3f | lr %.2e | %.0f ms/step | %.0f tok/s | MFU %.1f%% | ETA %s",
-                    static_cast<long long>(step + 1), static_cast<long long>(s.stage.steps), tc.stage.c_str(), loss,
-                    grad_norm, lr, 1000.0 * window_seconds / static_cast<double>(tc.log_every), tokens_per_s, mfu,
+                    static_cast<long long>(step + 1), static_cast<long long>(s.stage.steps), tc.stage.c_str(), mean_loss,
+                    grad_norm, lr, 1000.0 * window_seconds / static_cast<double>(window_steps), tokens_per_s, mfu,
                     format_duration(eta).c_str());
       CORD_LOG(kInfo) << line << (summary.skipped > 0 ? " | skipped " + std::to_string(summary.skipped) : "");
       if (rank0) {
         s.metrics->write({{"type", "step"},
                           {"step", step + 1},
-                          {"loss", loss},
+                          {"loss", mean_loss},
+                          {"step_loss", loss},
                           {"grad_norm", grad_norm},
                           {"lr", lr},
                           {"ms_per_step", 1000.0 * step_seconds},
@@ -407,7 +413,8 @@ StageSummary Trainer::run() {
                           {"skipped", summary.skipped},
                           {"elapsed_s", seconds_since(stage_start)}});
       }
-      window_tokens = window_flops = window_seconds = 0;
+      window_tokens = window_flops = window_seconds = window_loss = 0;
+      window_steps = 0;
     }
     if (tc.val_every > 0 && (step + 1) % tc.val_every == 0 && step + 1 < s.stage.steps) validate(step + 1);
   }

@@ -42,7 +42,9 @@ def case_help():
     proc = cord("--help")
     expect(proc.returncode == 0, "cord --help must exit 0", proc)
     expect("info" in proc.stdout, "--help lists info", proc)
-    for later in ("train", "eval", "ckpt"):
+    for command in ("info", "corpus", "train", "eval"):
+        expect(f"  {command}" in proc.stdout, f"--help lists '{command}'", proc)
+    for later in ("ckpt",):
         expect(f"  {later}" not in proc.stdout, f"--help must not list '{later}' before it exists", proc)
     proc = cord("info", "--help")
     expect(proc.returncode == 0 and "--json" in proc.stdout and "--set" in proc.stdout, "info --help", proc)
@@ -351,6 +353,171 @@ def case_corpus_synth_failure_np2():
         expect(proc.returncode == 2 and "unknown family 'algebra'" in proc.stderr, "bad family", proc)
 
 
+# --- cord train / cord eval --------------------------------------------------------------------
+# pipeline_tiny_np2 runs jobs/pipeline.sh on jobs/pipeline_tiny.toml into WORK/pipeline
+# (a ctest fixture); the other train/eval cases reuse its corpus and weights.
+
+def pipeline_dir():
+    return os.path.join(ARGS.work_dir, "pipeline")
+
+
+def tiny_job():
+    return os.path.join(ARGS.source_dir, "jobs", "pipeline_tiny.toml")
+
+
+def fixture_sets():
+    run_dir = pipeline_dir()
+    return ["--config", tiny_job(), "--set", f"train.corpus={run_dir}/corpus.h5"]
+
+
+def metrics(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def case_pipeline_tiny_np2():
+    run_dir = pipeline_dir()
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    env = dict(os.environ, CORD_BUILD_DIR=os.path.dirname(os.path.abspath(ARGS.cord)), CORD_RANKS="2")
+    started = time.monotonic()
+    proc = subprocess.run([os.path.join(ARGS.source_dir, "jobs", "pipeline.sh"), tiny_job(), run_dir],
+                          capture_output=True, text=True, timeout=300, env=env)
+    elapsed = time.monotonic() - started
+    expect(proc.returncode == 0, "the pipeline runs", proc)
+    expect(elapsed < 120, f"the tiny pipeline takes under 2 minutes (took {elapsed:.0f} s)")
+    for stage in ("text", "align"):
+        records = metrics(os.path.join(run_dir, stage, "metrics.jsonl"))
+        header = records[0]
+        expect(header["type"] == "header" and header["stage"] == stage and "train" in header["command"],
+               f"{stage}: header record with stage and command: {header}")
+        steps = [r for r in records if r["type"] == "step"]
+        expect(len(steps) >= 3, f"{stage}: step records")
+        first, last = steps[0]["loss"], steps[-1]["loss"]
+        expect(last < first, f"{stage}: the training loss falls ({first:.4f} -> {last:.4f})")
+        for key in ("grad_norm", "lr", "ms_per_step", "tokens_per_s", "mfu"):
+            expect(key in steps[-1], f"{stage}: step records carry {key}")
+        expect(any(r["type"] == "validation" for r in records), f"{stage}: a validation record")
+        expect(records[-1]["type"] == "end", f"{stage}: an end record")
+        for name in ("config.toml", "model.h5"):
+            expect(os.path.exists(os.path.join(run_dir, stage, name)), f"{stage}/{name} written")
+        expect(f"| {stage} |" in proc.stderr, f"{stage}: step lines in the log", proc)
+    report = json.load(open(os.path.join(run_dir, "eval", "eval.json")))
+    expect(set(report["families"]) == {"arithmetic", "multiple_choice", "ordering"}, f"three families: {report}")
+    for key in ("text_accuracy", "audio_accuracy", "gap", "word_error_rate"):
+        expect(key in report["average"], f"eval.json average has {key}")
+    with open(os.path.join(run_dir, "eval", "predictions.jsonl")) as f:
+        predictions = [json.loads(line) for line in f]
+    expect(len(predictions) == report["average"]["items"], "one prediction per evaluated item")
+    expect({"answer", "text", "audio", "transcript"} <= set(predictions[0]), f"prediction fields: {predictions[0]}")
+    expect("| **average** |" in proc.stdout, "the eval table is printed", proc)
+    with open(os.path.join(run_dir, "timings.tsv")) as f:
+        expect([line.split("\t")[0] for line in f] == ["corpus", "text", "align", "eval"], "timings of four steps")
+
+
+def train_losses(run_dir, *sets, ranks):
+    proc = cord("train", *fixture_sets(), "--set", f"train.run_dir={run_dir}", "--set", "train.text.steps=8",
+                "--set", "train.log_every=1", "--set", "train.val_items=0", *sets, ranks=ranks)
+    expect(proc.returncode == 0, f"train on {ranks} rank(s) with {sets}", proc)
+    return [r["loss"] for r in metrics(os.path.join(run_dir, "text", "metrics.jsonl")) if r["type"] == "step"]
+
+
+def case_train_layouts_np2():
+    """The loss is the mean over the global batch whatever the layout and accumulation."""
+    base = os.path.join(ARGS.work_dir, "layouts")
+    reference = train_losses(base + "-dp1", ranks=1)
+    accumulated = train_losses(base + "-micro", "--set", "train.micro_batch=3", ranks=1)
+    data_parallel = train_losses(base + "-dp2", ranks=2)
+    tensor_parallel = train_losses(base + "-tp2", "--set", "parallel.tp=2", ranks=2)
+    expect(len(reference) == 8, f"8 step records, got {reference}")
+    for name, losses in (("micro_batch=3", accumulated), ("dp=2", data_parallel), ("tp=2", tensor_parallel)):
+        for step, (a, b) in enumerate(zip(reference, losses)):
+            expect(abs(a - b) <= 1e-4 * abs(a), f"{name}: step {step + 1} loss {b} vs dp=1 {a}")
+
+
+def case_train_nonfinite():
+    run_dir = os.path.join(ARGS.work_dir, "nonfinite")
+    common = ["train", *fixture_sets(), "--set", f"train.run_dir={run_dir}", "--set", "train.text.steps=6",
+              "--set", "train.val_items=0", "--set", "train.log_every=1"]
+    proc = cord(*common, "--set", "train.inject_nonfinite=3")
+    expect(proc.returncode == 0, "one non-finite step is skipped, training goes on", proc)
+    expect("step 3: non-finite loss" in proc.stderr and "step skipped" in proc.stderr, "the skip is logged", proc)
+    records = metrics(os.path.join(run_dir, "text", "metrics.jsonl"))
+    expect([r["step"] for r in records if r["type"] == "skip"] == [3], f"one skip record for step 3: {records}")
+    expect(records[-1]["type"] == "end" and records[-1]["skipped"] == 1, f"end record counts it: {records[-1]}")
+    expect(all(r["skipped"] == (1 if r["step"] >= 3 else 0) for r in records if r["type"] == "step"),
+           "step records carry the running count")
+
+    os.remove(os.path.join(run_dir, "text", "model.h5"))
+    proc = cord(*common, "--set", "train.inject_nonfinite=2,3,4", "--set", "train.max_nonfinite_steps=3")
+    expect(proc.returncode == 1, "three non-finite steps in a row stop the run with exit 1", proc)
+    expect("3 consecutive steps had a non-finite loss or gradient" in proc.stderr, "the stop is explained", proc)
+    expect(not os.path.exists(os.path.join(run_dir, "text", "model.h5")), "no weights written for a stopped stage")
+
+
+def case_train_eval_bad_input():
+    run_dir = pipeline_dir()
+    text_weights = os.path.join(run_dir, "text", "model.h5")
+    scratch = os.path.join(ARGS.work_dir, "bad")
+    os.makedirs(scratch, exist_ok=True)
+    train_sets = [*fixture_sets(), "--set", f"train.run_dir={scratch}"]
+
+    proc = cord("train", *train_sets, "--set", "train.stage=distil")
+    expect(proc.returncode == 2 and "train.stage='distil' is not one of text, align" in proc.stderr,
+           "unknown stage", proc)
+    proc = cord("train", *train_sets, "--set", "train.corpus=/nonexistent/corpus.h5")
+    expect(proc.returncode == 2 and "/nonexistent/corpus.h5 does not exist" in proc.stderr, "missing corpus", proc)
+    proc = cord("train", *train_sets, "--set", "model.vocab_size=100")
+    expect(proc.returncode == 2 and "smaller than the vocabulary" in proc.stderr, "model vocabulary too small", proc)
+    proc = cord("train", *train_sets, "--set", "train.stage=align", "--set", f"train.init={text_weights}",
+                "--set", "model.d_model=64")
+    expect(proc.returncode == 2 and "model.d_model: file 32, config 64" in proc.stderr,
+           "weights of another architecture", proc)
+    proc = cord("eval", *fixture_sets(), "--ckpt", os.path.join(scratch, "missing.h5"), "--out", scratch)
+    expect(proc.returncode == 2 and "missing.h5 does not exist" in proc.stderr, "missing weights", proc)
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--split", "dev", "--out", scratch)
+    expect(proc.returncode == 2 and "dev" in proc.stderr, "unknown split", proc)
+
+    # A corpus whose vocabulary differs from the weights' (one token renamed, same length).
+    import h5py
+    import numpy as np
+    renamed = os.path.join(scratch, "renamed.h5")
+    subprocess.run(["cp", os.path.join(run_dir, "corpus.h5"), renamed], check=True)
+    with h5py.File(renamed, "r+") as f:
+        raw = bytes(f["tokenizer/vocab"][:])
+        index = raw.index(b"\napples\n") + 1
+        raw = raw[:index] + b"zzzzzz" + raw[index + 6:]
+        f["tokenizer/vocab"][:] = np.frombuffer(raw, dtype=np.uint8)
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--data", renamed, "--out", scratch)
+    expect(proc.returncode == 2 and "different vocabularies" in proc.stderr and "'zzzzzz'" in proc.stderr,
+           "corpus vocabulary differs from the weights'", proc)
+
+    # A split the corpus does not have.
+    no_validation = os.path.join(scratch, "no_validation.h5")
+    proc = cord("corpus", "synth", "--config", tiny_job(), "--set", "corpus.items=9",
+                "--set", "corpus.validation_fraction=0", "--out", no_validation)
+    expect(proc.returncode == 0, "tiny corpus without a validation split", proc)
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--data", no_validation, "--split", "validation",
+                "--out", scratch)
+    expect(proc.returncode == 2 and "has no items in split 'validation'" in proc.stderr, "absent split", proc)
+
+
+def eval_report(out, *sets, ranks):
+    proc = cord("eval", *fixture_sets(), "--ckpt", os.path.join(pipeline_dir(), "align", "model.h5"),
+                "--out", out, *sets, ranks=ranks)
+    expect(proc.returncode == 0, f"eval on {ranks} rank(s) {sets}", proc)
+    report = json.load(open(os.path.join(out, "eval.json")))
+    return report["families"], report["average"]
+
+
+def case_eval_layouts_np2():
+    """Items dealt to dp ranks and decoded under tp give the same scores as one rank."""
+    base = os.path.join(ARGS.work_dir, "eval-layouts")
+    reference = eval_report(base + "-1", ranks=1)
+    for name, sets in (("dp=2", []), ("tp=2", ["--set", "parallel.tp=2"])):
+        other = eval_report(base + "-" + name, *sets, ranks=2)
+        expect(other == reference, f"{name} scores equal one rank's:\n{other}\n{reference}")
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__)
@@ -358,6 +525,7 @@ def main():
     parser.add_argument("--abort-program", required=True)
     parser.add_argument("--mpiexec", required=True)
     parser.add_argument("--source-dir", required=True)
+    parser.add_argument("--work-dir", help="train/eval cases: shared run folder (ctest fixture)")
     parser.add_argument("case")
     ARGS = parser.parse_args()
     test = globals().get("case_" + ARGS.case)

@@ -109,7 +109,7 @@ struct TrainConfig {
   bool zero1 = false;              // shard AdamW state over the dp ranks (ZeRO-1)
   double text_repeat_fraction = 0.2;      // text stage: share of items trained on "repeat the question"
   double align_solution_fraction = 0.0;   // align stage: share of items trained audio -> solution (rest: transcript)
-  std::string inject_nonfinite = "";      // fault injection for tests: comma list of steps whose loss is made NaN
+  std::string inject_nonfinite = "";      // fault injection for tests: steps (1-based, as logged) whose loss is made NaN
   StageConfig text{1500, 32, 2e-3, 1e-4, 100};
   StageConfig align{600, 16, 2e-3, 1e-4, 50};
 };

@@ -3,7 +3,9 @@
 // step loop, with its run directory RUN_DIR/STAGE/:
 //   config.toml     the resolved config
 //   metrics.jsonl   a header record (command line, commit, machine, layout, sizes), one
-//                   record per logged step, per skipped step and per validation, an end record
+//                   record per logged step (loss = mean over the steps since the previous
+//                   record, step_loss = this step's), per skipped step and per validation,
+//                   an end record
 //   model.h5        the weights at the end of the stage (ckpt/model_weights.hpp)
 //
 // One step: the loader's global batch (every dp rank its share) is cut into micro-batches;
