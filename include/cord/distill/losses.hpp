@@ -1,0 +1,48 @@
+#pragma once
+// The token- and sequence-level losses of CORD (DESIGN.md section 1), on logits split over
+// the vocabulary across the tensor-parallel group ([..., V/P] per rank). Every softmax and
+// KL is computed in float32 at least (bf16 logits are upcast).
+//
+//   reverse KL   D_t = sum_v s_t(v) (log s_t(v) - log q_t(v))     student s, teacher q
+//   forward KL   F_t = sum_v q_t(v) (log q_t(v) - log s_t(v))
+//   weights      w_t = w^KL_t * w^pos_t, for t = 1..T over one rollout's valid positions:
+//                w^KL_t = alpha for the top_k positions with the largest D_t (ties broken
+//                by the earlier position), else 1; w^pos_t = beta - (beta - 1)(t - 1)/(T - 1)
+//                (T = 1: beta). Constants: no gradient flows through them.
+//   GRPO         A_i = r_i - mean_j r_j over a prompt's N rollouts (optionally / std)
+//                L_seq = -(1/N) sum_i A_i log p(y_i | a)
+#include <torch/torch.h>
+
+#include "cord/comm/process_group.hpp"
+
+namespace cord::distill {
+
+// [B, T, V/P] student and teacher logit shards -> [B, T] per-position divergence. The
+// teacher side is detached (it never receives a gradient).
+at::Tensor reverse_kl(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                      const comm::ProcessGroup& tp_group);
+at::Tensor forward_kl(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                      const comm::ProcessGroup& tp_group);
+
+// divergence [B, T] (only read), mask [B, T] bool with each row's valid positions a
+// contiguous prefix -> weights [B, T] (0 on invalid positions), float32, no gradient.
+at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, double alpha, double beta,
+                        int64_t top_k);
+
+// How a per-position loss [B, T] (masked) becomes a scalar.
+enum class Aggregation {
+  kSum,           // the paper: sum over positions, mean over rollouts
+  kTokenMean,     // sum over every valid position of the batch / their count
+  kSequenceMean,  // mean over each rollout's positions, then mean over rollouts
+};
+Aggregation parse_aggregation(const std::string& name);  // "sum" | "token_mean" | "sequence_mean"
+at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Aggregation aggregation);
+
+// rewards [P, N] (N rollouts of each of P prompts) -> advantages [P, N].
+at::Tensor grpo_advantages(const at::Tensor& rewards, bool normalize_by_std);
+
+// sequence_log_probs [P, N] (differentiable), advantages [P, N] (constants) ->
+// -(1/N) sum_i A_i log p(y_i), averaged over prompts.
+at::Tensor grpo_loss(const at::Tensor& sequence_log_probs, const at::Tensor& advantages);
+
+}  // namespace cord::distill
