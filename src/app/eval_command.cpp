@@ -73,6 +73,7 @@ int run(const Session& session, const po::variables_map& options) {
   eval_options.max_new_tokens = ec.max_new_tokens;
   eval_options.transcripts = ec.transcripts;
   eval_options.predictions = true;
+  eval_options.precision = model::resolve_precision(session.config.runtime.precision, session.device);
   CORD_LOG(kInfo) << "eval: " << s.ckpt << " (stage " << s.weights.stage << ", " << s.weights.step << " steps) on "
                   << s.data << " split " << data::split_name(s.split) << ", greedy, batches of " << ec.batch;
   const eval::EvalOutcome outcome = run_agreed(session.world, [&] {

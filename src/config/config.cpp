@@ -15,6 +15,8 @@ std::vector<Field> config_fields(Config& config) {
        &config.runtime.device},
       {"runtime.threads", "torch intra-op threads per rank; 0 = node cores / ranks on the node",
        &config.runtime.threads},
+      {"runtime.precision", "fp32 | bf16 (autocast matrix work, fp32 master weights and losses) | auto (bf16 on cuda)",
+       &config.runtime.precision},
       {"model.vocab_size", "tokens including specials; corpus runs take it from the tokenizer",
        &config.model.vocab_size},
       {"model.d_model", "decoder residual width", &config.model.d_model},
@@ -239,6 +241,9 @@ void validate(const Config& config) {
   const auto& rt = config.runtime;
   if (rt.device != "cpu" && rt.device != "cuda" && rt.device != "auto") {
     throw UsageError("runtime.device='" + rt.device + "' is not one of cpu, cuda, auto");
+  }
+  if (rt.precision != "auto" && rt.precision != "fp32" && rt.precision != "bf16") {
+    throw UsageError("runtime.precision='" + rt.precision + "' is not one of auto, fp32, bf16");
   }
   if (rt.threads < 0) {
     throw UsageError("runtime.threads=" + std::to_string(rt.threads) + " must be >= 0");

@@ -34,6 +34,7 @@ std::vector<int64_t> my_rows(const data::CorpusReader& corpus, const EvalOptions
 
 model::TokenRows greedy(model::Lalm& model, const data::Batch& batch, Input input, Task task,
                         const EvalOptions& options, int64_t& generated) {
+  const model::AutocastScope autocast(options.precision, model->decoder->embedding->weight.device());
   const model::DecoderBatch prompts = generation_prompts(model, batch, input, task);
   model::SamplingOptions sampling;
   sampling.max_new_tokens = options.max_new_tokens;

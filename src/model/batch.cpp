@@ -78,7 +78,8 @@ DecoderBatch assemble(Lalm& model, const std::vector<Layout>& layouts, const at:
   if (audio_frames.defined()) {
     // Frames fill their slots in row-major order: sequence by sequence, frame by frame.
     const at::Tensor slots = frame_slots.to(device).unsqueeze(-1).expand_as(out.embeds);
-    out.embeds = out.embeds.masked_scatter(slots, audio_frames);
+    // Under bf16 autocast the projector's frames are bf16; the residual stream is float32.
+    out.embeds = out.embeds.masked_scatter(slots, audio_frames.to(out.embeds.scalar_type()));
   }
   if (padding == Padding::kLeft) {
     out.positions = left_padded_positions(out.valid);

@@ -26,6 +26,7 @@
 #include "cord/eval/prompts.hpp"
 #include "cord/model/data_parallel.hpp"
 #include "cord/model/model_stats.hpp"
+#include "cord/model/precision.hpp"
 #include "cord/train/optimizer.hpp"
 
 namespace cord::train {
@@ -55,18 +56,22 @@ std::string format_duration(double seconds) {
   return text;
 }
 
-// The fp32 matrix-multiply rate of this rank (FLOP/s), the denominator of MFU: a few
-// 1024^3 products on the training device with the training thread count.
-double measure_matmul_peak(const std::string& device) {
-  const auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
-  const at::Tensor a = torch::randn({1024, 1024}, options), b = torch::randn({1024, 1024}, options);
+// The matrix-multiply rate of this rank (FLOP/s) in the precision of the matrix work,
+// the denominator of MFU: a few n^3 products on the training device with the training
+// thread count (n = 1024 on the CPU, 8192 on a GPU, which smaller products do not fill).
+double measure_matmul_peak(const std::string& device, model::Precision precision) {
+  const int64_t n = device == "cpu" ? 1024 : 8192;
+  const auto options =
+      torch::TensorOptions().dtype(precision == model::Precision::kBf16 ? torch::kBFloat16 : torch::kFloat).device(device);
+  const at::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
   at::Tensor c = torch::mm(a, b);
   (void)c.sum().item<float>();
   constexpr int kRepeats = 8;
   const auto start = Clock::now();
   for (int i = 0; i < kRepeats; ++i) c = torch::mm(a, b);
   (void)c.sum().item<float>();  // waits for the device
-  return kRepeats * 2.0 * 1024 * 1024 * 1024 / seconds_since(start);
+  return kRepeats * 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) /
+         seconds_since(start);
 }
 
 std::set<int64_t> parse_steps(const std::string& list) {
@@ -116,6 +121,7 @@ struct Trainer::State {
   std::unique_ptr<data::CorpusLoader> loader;
   std::unique_ptr<MetricsFile> metrics;  // rank 0
   std::set<int64_t> inject_nonfinite;
+  model::Precision precision = model::Precision::kFp32;
   double peak_flops = 0;  // summed over the world's ranks
 
   State(const Config& c, const comm::ProcessGroups& g, std::string d, std::string cmd)
@@ -154,6 +160,7 @@ struct Trainer::State {
     for (size_t begin = 0; begin < rows.size(); begin += chunk) {
       const data::Batch batch =
           data::load_batch(*corpus, {rows.begin() + begin, rows.begin() + std::min(rows.size(), begin + chunk)});
+      const model::AutocastScope autocast(precision, torch::Device(device));
       const model::DecoderBatch inputs =
           eval::training_inputs(model, batch, input(), std::vector<Task>(batch.items.size(), Task::kSolve));
       const at::Tensor logits = model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
@@ -188,6 +195,7 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
   s.stage = stage_config(tc);
   s.align = tc.stage == "align";
   s.inject_nonfinite = parse_steps(tc.inject_nonfinite);
+  s.precision = model::resolve_precision(s.config.runtime.precision, device);
   s.run_dir = tc.run_dir + "/" + tc.stage;
 
   if (access(tc.corpus.c_str(), R_OK) != 0) {
@@ -243,7 +251,7 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
   loader_options.bucket_window = s.align ? 8 : 0;  // audio lengths vary 4x: bucket to pad less
   s.loader = std::make_unique<data::CorpusLoader>(*s.corpus, data::shard_options(loader_options, groups.dims,
                                                                                    groups.world.rank()));
-  at::Tensor peak = torch::tensor({measure_matmul_peak(device)}, torch::kDouble);
+  at::Tensor peak = torch::tensor({measure_matmul_peak(device, s.precision)}, torch::kDouble);
   comm::all_reduce(groups.world, peak, comm::ReduceOp::kSum);
   s.peak_flops = peak.item<double>();
 
@@ -260,6 +268,7 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
                       {"dp", groups.dims.dp()},
                       {"tp", groups.dims.tp()},
                       {"device", device},
+                      {"precision", model::precision_name(s.precision)},
                       {"corpus", tc.corpus},
                       {"init", init},
                       {"params", s.total_params},
@@ -295,6 +304,7 @@ StageSummary Trainer::run() {
     options.audio = s.align;
     options.max_new_tokens = s.config.eval.max_new_tokens;
     options.batch = s.config.eval.batch;
+    options.precision = s.precision;
     const eval::EvalOutcome outcome = eval::evaluate(s.model, *s.corpus, options, groups);
     const double accuracy = s.align ? outcome.scores.audio_accuracy() : outcome.scores.text_accuracy();
     json record{{"type", "validation"}, {"step", step}, {"loss", loss}, {"accuracy", accuracy},
@@ -338,10 +348,15 @@ StageSummary Trainer::run() {
       const data::Batch part = eval::slice_batch(batch, begin, end);
       const std::vector<Task> part_tasks(tasks.begin() + begin, tasks.begin() + end);
       s.synchronizer->set_sync_enabled(end == local_batch);
-      const model::DecoderBatch inputs = eval::training_inputs(s.model, part, s.input(), part_tasks);
-      const at::Tensor logits = s.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
-      const model::TokenLoss loss = model::response_cross_entropy(logits, inputs.targets, groups.tp);
-      at::Tensor scaled = loss.sum * scale;
+      at::Tensor scaled;
+      model::DecoderBatch inputs;
+      {
+        // Matrix work in bf16 under autocast (runtime.precision); backward outside the scope.
+        const model::AutocastScope autocast(s.precision, torch::Device(s.device));
+        inputs = eval::training_inputs(s.model, part, s.input(), part_tasks);
+        const at::Tensor logits = s.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
+        scaled = model::response_cross_entropy(logits, inputs.targets, groups.tp).sum * scale;
+      }
       if (s.inject_nonfinite.count(step + 1) != 0) scaled = scaled * std::numeric_limits<double>::quiet_NaN();
       scaled.backward();
       loss_sum += scaled.item<double>();

@@ -518,6 +518,34 @@ def case_eval_layouts_np2():
         expect(other == reference, f"{name} scores equal one rank's:\n{other}\n{reference}")
 
 
+def case_gpu_pipeline():
+    """Both training stages and eval on the GPU (bf16 autocast); exit 77 (skipped) without one."""
+    proc = cord("info", "--json")
+    expect(proc.returncode == 0, "info --json", proc)
+    rank = json.loads(proc.stdout)["ranks"][0]
+    if not rank["gpu_usable"]:
+        print(f"SKIPPED: no usable GPU ({rank['gpu_unavailable_reason']})")
+        sys.exit(77)
+    run_dir = os.path.join(ARGS.work_dir, "gpu")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    os.makedirs(run_dir)
+    corpus = os.path.join(run_dir, "corpus.h5")
+    proc = cord("corpus", "synth", "--config", tiny_job(), "--out", corpus)
+    expect(proc.returncode == 0, "tiny corpus", proc)
+    sets = ["--config", tiny_job(), "--set", "runtime.device=cuda", "--set", f"train.corpus={corpus}",
+            "--set", f"train.run_dir={run_dir}"]
+    for stage in ("text", "align"):
+        proc = cord("train", *sets, "--set", f"train.stage={stage}")
+        expect(proc.returncode == 0, f"{stage} stage on the GPU", proc)
+        records = metrics(os.path.join(run_dir, stage, "metrics.jsonl"))
+        expect(records[0]["device"] == "cuda:0" and records[0]["precision"] == "bf16",
+               f"{stage}: runs on cuda:0 in bf16: {records[0]}")
+        steps = [r for r in records if r["type"] == "step"]
+        expect(steps[-1]["loss"] < steps[0]["loss"], f"{stage}: the loss falls on the GPU")
+    proc = cord("eval", *sets, "--out", os.path.join(run_dir, "eval"))
+    expect(proc.returncode == 0 and "| **average** |" in proc.stdout, "eval on the GPU", proc)
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__)

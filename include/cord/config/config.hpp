@@ -49,6 +49,7 @@ struct ModelConfig {
 struct RuntimeConfig {
   std::string device = "auto";  // "cpu", "cuda" (GPU = local rank), or "auto" (cuda if usable)
   int threads = 0;              // torch intra-op threads per rank; 0 = cores on the node / local ranks
+  std::string precision = "auto";  // "fp32", "bf16" (autocast matrix work, fp32 master weights), "auto" (bf16 on cuda)
 };
 
 // [corpus] the synthetic spoken-reasoning corpus that `cord corpus synth` writes

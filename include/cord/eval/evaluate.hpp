@@ -11,6 +11,7 @@
 #include "cord/data/corpus.hpp"
 #include "cord/eval/scoring.hpp"
 #include "cord/model/lalm.hpp"
+#include "cord/model/precision.hpp"
 
 namespace cord::eval {
 
@@ -23,6 +24,7 @@ struct EvalOptions {
   bool audio = true;           // decode solutions from spoken questions
   bool transcripts = false;    // decode transcripts of the spoken questions (word error rate)
   bool predictions = false;    // collect one JSON line per item on world rank 0
+  model::Precision precision = model::Precision::kFp32;  // bf16: decode under autocast
 };
 
 struct EvalOutcome {

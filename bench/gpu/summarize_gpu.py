@@ -1,0 +1,62 @@
+"""Summarises bench/gpu/run.sh's output folder into OUT/gpu_summary.json: the bf16 GEMM
+peak, training tokens/s and MFU (model FLOPs of the training step, PaLM's count, over
+that peak), decoding tokens/s with the KV cache, the gpu tests' counts, and the GPU
+pipeline's last losses. Medians over repetitions."""
+import json
+import os
+import statistics
+import sys
+
+
+def median_of(benchmarks, name, key="real_time"):
+    values = [b[key] for b in benchmarks if b.get("run_name") == name and b.get("run_type") == "iteration"]
+    return statistics.median(values) if values else None
+
+
+def counter(benchmarks, name, key):
+    for b in benchmarks:
+        if b.get("run_name") == name and key in b:
+            return b[key]
+    return None
+
+
+def main():
+    out = sys.argv[1]
+    raw = json.load(open(os.path.join(out, "gpu_bench.json")))
+    runs = raw["benchmarks"]
+    gemm_ms = median_of(runs, "gemm_bf16")
+    peak = counter(runs, "gemm_bf16", "flops_per_iteration") / (gemm_ms / 1e3)
+    step_ms = median_of(runs, "train_step")
+    tokens = counter(runs, "train_step", "tokens_per_step")
+    flops_per_token = counter(runs, "train_step", "train_flops_per_token")
+    tokens_per_s = tokens / (step_ms / 1e3)
+    decode_ms = median_of(runs, "decode/kv_cache")
+    summary = {
+        "gpu": open(os.path.join(out, "nvidia-smi.txt")).read().split("\n")[8:10] if os.path.exists(
+            os.path.join(out, "nvidia-smi.txt")) else None,
+        "context": raw["context"],
+        "gemm_bf16_tflops": peak / 1e12,
+        "train_step_ms": step_ms, "train_tokens_per_step": tokens, "train_tokens_per_s": tokens_per_s,
+        "train_model_tflops": tokens_per_s * flops_per_token / 1e12,
+        "train_mfu_percent": 100 * tokens_per_s * flops_per_token / peak,
+        "decoder_params": counter(runs, "train_step", "decoder_params"),
+        "decode_ms": decode_ms,
+        "decode_new_tokens_per_s": counter(runs, "decode/kv_cache", "new_tokens") / (decode_ms / 1e3),
+    }
+    tests_path = os.path.join(out, "gpu_tests.json")
+    if os.path.exists(tests_path):
+        t = json.load(open(tests_path))
+        summary["gpu_tests"] = {"tests": t.get("tests"), "failures": t.get("failures"), "disabled": t.get("disabled")}
+    for stage in ("text", "align"):
+        path = os.path.join(out, "pipeline", stage, "metrics.jsonl")
+        if os.path.exists(path):
+            recs = [json.loads(line) for line in open(path)]
+            steps = [r for r in recs if r["type"] == "step"]
+            summary[f"pipeline_{stage}"] = {"first_loss": steps[0]["loss"], "last_loss": steps[-1]["loss"],
+                                            "device": recs[0].get("device"), "precision": recs[0].get("precision")}
+    json.dump(summary, open(os.path.join(out, "gpu_summary.json"), "w"), indent=2)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
