@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cord set-up: installs what is missing, builds, then runs the main job or the tests.
 #
-#   ./setup.sh run     install + build + run the main job (default embedded configuration)
+#   ./setup.sh run     install + build + run the main job: jobs/pipeline.sh on the default
+#                      embedded configuration (corpus, both training stages, eval table)
 #   ./setup.sh test    install + build + run the whole ctest suite
 #   ./setup.sh build   install + build only
 #
@@ -111,8 +112,9 @@ build
 
 case "$mode" in
   run)
-    say "main job: mpiexec -n 2 $BUILD_DIR/cord info --config jobs/tiny.toml"
-    mpiexec -n 2 "$BUILD_DIR/cord" info --config jobs/tiny.toml
+    say "main job: jobs/pipeline.sh (embedded default configuration, 2 ranks): corpus, text stage, align stage, eval -> runs/main"
+    mpiexec -n 2 "$BUILD_DIR/cord" info
+    CORD_BUILD_DIR="$BUILD_DIR" CORD_RANKS=2 jobs/pipeline.sh "" runs/main
     ;;
   test)
     say "tests: ctest in $BUILD_DIR"

@@ -19,7 +19,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 
 common=(--set "train.run_dir=$run" --set "train.corpus=$run/corpus.h5")
-[ -n "$config" ] && common=(--config "$config" "${common[@]}")
+if [ -n "$config" ]; then common=(--config "$config" "${common[@]}"); fi
 mkdir -p "$run"
 : > "$run/timings.tsv"
 
