@@ -8,20 +8,37 @@ import statistics
 import sys
 
 
+def named(b, name):
+    # Google Benchmark appends "/iterations:N/repeats:M/manual_time" to the registered name.
+    run = b.get("run_name", "")
+    return run == name or run.startswith(name + "/iterations")
+
+
 def median_of(benchmarks, name, key="real_time"):
-    values = [b[key] for b in benchmarks if b.get("run_name") == name and b.get("run_type") == "iteration"]
+    values = [b[key] for b in benchmarks if named(b, name) and b.get("run_type") == "iteration"]
     return statistics.median(values) if values else None
 
 
 def counter(benchmarks, name, key):
     for b in benchmarks:
-        if b.get("run_name") == name and key in b:
+        if named(b, name) and key in b:
             return b[key]
+    return None
+
+
+def binary_commit(out):
+    """The commit `cord info` printed on the GPU machine ("cord 0.1.0 (abc123, Release, ...)")."""
+    path = os.path.join(out, "info.log")
+    if os.path.exists(path):
+        for line in open(path):
+            if line.startswith("cord ") and "(" in line:
+                return line.split("(", 1)[1].split(",", 1)[0]
     return None
 
 
 def main():
     out = sys.argv[1]
+    results = sys.argv[2] if len(sys.argv) > 2 else None  # optional: also write bench/results/NAME.json
     raw = json.load(open(os.path.join(out, "gpu_bench.json")))
     runs = raw["benchmarks"]
     gemm_ms = median_of(runs, "gemm_bf16")
@@ -31,9 +48,9 @@ def main():
     flops_per_token = counter(runs, "train_step", "train_flops_per_token")
     tokens_per_s = tokens / (step_ms / 1e3)
     decode_ms = median_of(runs, "decode/kv_cache")
+    smi = os.path.join(out, "nvidia-smi.txt")
     summary = {
-        "gpu": open(os.path.join(out, "nvidia-smi.txt")).read().split("\n")[8:10] if os.path.exists(
-            os.path.join(out, "nvidia-smi.txt")) else None,
+        "gpu": [line.strip() for line in open(smi).read().split("\n")[8:10]] if os.path.exists(smi) else None,
         "context": raw["context"],
         "gemm_bf16_tflops": peak / 1e12,
         "train_step_ms": step_ms, "train_tokens_per_step": tokens, "train_tokens_per_s": tokens_per_s,
@@ -54,7 +71,14 @@ def main():
             steps = [r for r in recs if r["type"] == "step"]
             summary[f"pipeline_{stage}"] = {"first_loss": steps[0]["loss"], "last_loss": steps[-1]["loss"],
                                             "device": recs[0].get("device"), "precision": recs[0].get("precision")}
+    summary["commit"] = binary_commit(out)
+    summary["command"] = "bench/gpu/run.sh (CORD_GPU_BUNDLE=.gpu-bundle from bench/gpu/bundle.sh)"
     json.dump(summary, open(os.path.join(out, "gpu_summary.json"), "w"), indent=2)
+    if results:
+        with open(results, "w") as f:
+            json.dump({"what": "GPU check of the gpu config (bench/gpu/run.sh)", **summary, "google_benchmark": raw}, f,
+                      indent=2)
+            f.write("\n")
     print(json.dumps(summary, indent=2))
 
 
