@@ -24,6 +24,20 @@ double family_mean(const Scores& scores, Rate rate) {
   return count == 0 ? 0.0 : sum / count;
 }
 
+// Items and unparsed answers summed over the families.
+struct Totals {
+  int64_t items = 0, text_unparsed = 0, audio_unparsed = 0;
+};
+Totals totals_of(const Scores& scores) {
+  Totals t;
+  for (const FamilyScore& f : scores.families) {
+    t.items += f.items;
+    t.text_unparsed += f.text_unparsed;
+    t.audio_unparsed += f.audio_unparsed;
+  }
+  return t;
+}
+
 std::string fixed(double value, int digits = 1) {
   char text[32];
   std::snprintf(text, sizeof text, "%.*f", digits, value);
@@ -99,13 +113,9 @@ double Scores::word_error_rate() const {
 nlohmann::json scores_json(const Scores& scores) {
   nlohmann::json out;
   nlohmann::json families = nlohmann::json::object();
-  int64_t items = 0, text_unparsed = 0, audio_unparsed = 0;
   for (int i = 0; i < data::kFamilyCount; ++i) {
     const FamilyScore& f = scores.families[static_cast<size_t>(i)];
     if (f.items == 0) continue;
-    items += f.items;
-    text_unparsed += f.text_unparsed;
-    audio_unparsed += f.audio_unparsed;
     nlohmann::json family{{"items", f.items}};
     if (scores.text) {
       family["text_accuracy"] = percent(f.text_correct, f.items);
@@ -120,14 +130,15 @@ nlohmann::json scores_json(const Scores& scores) {
     families[data::family_name(static_cast<data::Family>(i))] = family;
   }
   out["families"] = families;
-  nlohmann::json average{{"items", items}};
+  const Totals totals = totals_of(scores);
+  nlohmann::json average{{"items", totals.items}};
   if (scores.text) {
     average["text_accuracy"] = scores.text_accuracy();
-    average["text_unparsed"] = text_unparsed;
+    average["text_unparsed"] = totals.text_unparsed;
   }
   if (scores.audio) {
     average["audio_accuracy"] = scores.audio_accuracy();
-    average["audio_unparsed"] = audio_unparsed;
+    average["audio_unparsed"] = totals.audio_unparsed;
   }
   if (scores.text && scores.audio) average["gap"] = scores.text_accuracy() - scores.audio_accuracy();
   if (scores.transcripts) average["word_error_rate"] = scores.word_error_rate();
@@ -145,13 +156,9 @@ std::string scores_markdown(const Scores& scores) {
   header += " unparsed (text / audio) |";
   rule += "---:|";
   std::string table = header + "\n" + rule + "\n";
-  int64_t items = 0, text_unparsed = 0, audio_unparsed = 0;
   for (int i = 0; i < data::kFamilyCount; ++i) {
     const FamilyScore& f = scores.families[static_cast<size_t>(i)];
     if (f.items == 0) continue;
-    items += f.items;
-    text_unparsed += f.text_unparsed;
-    audio_unparsed += f.audio_unparsed;
     const double text = percent(f.text_correct, f.items), audio = percent(f.audio_correct, f.items);
     std::string row = std::string("| ") + data::family_name(static_cast<data::Family>(i)) + " | " +
                       std::to_string(f.items) + " |";
@@ -162,12 +169,13 @@ std::string scores_markdown(const Scores& scores) {
     row += " " + std::to_string(f.text_unparsed) + " / " + std::to_string(f.audio_unparsed) + " |";
     table += row + "\n";
   }
-  std::string row = "| **average** | " + std::to_string(items) + " |";
+  const Totals totals = totals_of(scores);
+  std::string row = "| **average** | " + std::to_string(totals.items) + " |";
   if (scores.text) row += " **" + fixed(scores.text_accuracy()) + "** |";
   if (scores.audio) row += " **" + fixed(scores.audio_accuracy()) + "** |";
   if (scores.text && scores.audio) row += " **" + fixed(scores.text_accuracy() - scores.audio_accuracy()) + "** |";
   if (scores.transcripts) row += " " + fixed(scores.word_error_rate()) + " |";
-  row += " " + std::to_string(text_unparsed) + " / " + std::to_string(audio_unparsed) + " |";
+  row += " " + std::to_string(totals.text_unparsed) + " / " + std::to_string(totals.audio_unparsed) + " |";
   return table + row + "\n";
 }
 
