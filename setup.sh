@@ -28,6 +28,7 @@ esac
 TORCH_VERSION=2.11.0
 NUMPY_VERSION=2.4.6
 H5PY_VERSION=3.16.0
+MATPLOTLIB_VERSION=3.11.2  # bench/ plots (Table 1 accuracy over steps)
 VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
 BUILD_DIR=${CORD_BUILD_DIR:-build}
 JOBS=${CORD_JOBS:-2}
@@ -71,7 +72,7 @@ install_debian_packages() {
 
 python_env_ok() {
   [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$TORCH_VERSION" <<'PY' 2>/dev/null
-import sys, torch, numpy, h5py
+import sys, torch, numpy, h5py, matplotlib
 sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
 PY
 }
@@ -87,7 +88,8 @@ install_python_env() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || fail "python3 -m venv $VENV failed (install python3-venv)"
   "$VENV/bin/python" -m pip install --progress-bar off --upgrade pip >/dev/null || fail "pip upgrade failed in $VENV"
   "$VENV/bin/python" -m pip install --progress-bar off "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" \
-      "h5py==$H5PY_VERSION" || fail "pip could not install torch==$TORCH_VERSION numpy==$NUMPY_VERSION h5py==$H5PY_VERSION"
+      "h5py==$H5PY_VERSION" "matplotlib==$MATPLOTLIB_VERSION" ||
+    fail "pip could not install torch==$TORCH_VERSION numpy==$NUMPY_VERSION h5py==$H5PY_VERSION matplotlib==$MATPLOTLIB_VERSION"
   python_env_ok || fail "torch $TORCH_VERSION does not import from $VENV"
 }
 

@@ -1,5 +1,6 @@
 #include "cord/config/config.hpp"
 
+#include <algorithm>
 #include <sstream>
 #include <utility>
 
@@ -60,14 +61,18 @@ std::vector<Field> config_fields(Config& config) {
       {"corpus.pitch_min", "lowest pitch (0..100)", &config.corpus.pitch_min},
       {"corpus.pitch_max", "highest pitch (0..100)", &config.corpus.pitch_max},
       {"corpus.noise_snr_db", "additive white noise at this SNR in dB; 0 = no noise", &config.corpus.noise_snr_db},
-      {"train.stage", "text (decoder learns from text) | align (frozen decoder; encoder + projector learn from speech)",
+      {"train.stage",
+       "text (decoder learns from text) | align (frozen decoder; encoder + projector learn from speech) | "
+       "distill (CORD and its baselines, [cord])",
        &config.train.stage},
       {"train.corpus", "corpus file (cord corpus synth --out)", &config.train.corpus},
       {"train.run_dir", "the stage writes RUN_DIR/STAGE/ (config, metrics.jsonl, model.h5)", &config.train.run_dir},
-      {"train.init", "weights to start from; empty = fresh (text) or RUN_DIR/text/model.h5 (align)",
+      {"train.init",
+       "weights to start from; empty = fresh (text), RUN_DIR/text/model.h5 (align), RUN_DIR/align/model.h5 (distill)",
        &config.train.init},
       {"train.seed", "seed of the data order and the task draws", &config.train.seed},
-      {"train.micro_batch", "items per forward/backward per dp rank; 0 = whole local batch (no accumulation)",
+      {"train.micro_batch",
+       "items (distill: prompts) per forward/backward per dp rank; 0 = whole local batch (no accumulation)",
        &config.train.micro_batch},
       {"train.weight_decay", "decoupled AdamW weight decay (matrices only)", &config.train.weight_decay},
       {"train.beta1", "AdamW first-moment decay", &config.train.beta1},
@@ -96,6 +101,40 @@ std::vector<Field> config_fields(Config& config) {
       {"train.align.lr", "align stage: peak learning rate", &config.train.align.lr},
       {"train.align.min_lr", "align stage: learning rate at the last step (cosine floor)", &config.train.align.min_lr},
       {"train.align.warmup_steps", "align stage: linear warmup steps", &config.train.align.warmup_steps},
+      {"train.distill.steps", "distill stage: optimizer steps (batches of rollouts)", &config.train.distill.steps},
+      {"train.distill.global_batch", "distill stage: prompts per step over all dp ranks",
+       &config.train.distill.global_batch},
+      {"train.distill.lr", "distill stage: peak learning rate", &config.train.distill.lr},
+      {"train.distill.min_lr", "distill stage: learning rate at the last step (cosine floor)",
+       &config.train.distill.min_lr},
+      {"train.distill.warmup_steps", "distill stage: linear warmup steps", &config.train.distill.warmup_steps},
+      {"cord.method", "cord | cord-unweighted | opd | grpo | sft | fkl (README: distillation)", &config.cord.method},
+      {"cord.alpha", "weight of the top_k highest-divergence positions of a rollout", &config.cord.alpha},
+      {"cord.beta", "position weight of the first token, decaying linearly to 1 at the last", &config.cord.beta},
+      {"cord.top_k", "positions per rollout weighted alpha", &config.cord.top_k},
+      {"cord.aggregation", "token loss over positions: sum (paper) | token_mean | sequence_mean",
+       &config.cord.aggregation},
+      {"cord.token_loss_weight", "coefficient of the token-level loss", &config.cord.token_loss_weight},
+      {"cord.sequence_loss_weight", "coefficient of the GRPO loss", &config.cord.sequence_loss_weight},
+      {"cord.group_size", "N: audio rollouts per prompt for GRPO", &config.cord.group_size},
+      {"cord.token_temperature", "temperature of the token-level rollout (audio; text for sft and fkl)",
+       &config.cord.token_temperature},
+      {"cord.group_temperature", "temperature of the N GRPO rollouts", &config.cord.group_temperature},
+      {"cord.reference_temperature", "temperature of the text reference rollout; 0 = greedy",
+       &config.cord.reference_temperature},
+      {"cord.max_new_tokens", "longest rollout", &config.cord.max_new_tokens},
+      {"cord.judge", "agreement (audio answer vs the text reference's) | ground_truth (vs the corpus answer)",
+       &config.cord.judge},
+      {"cord.judge_tolerance", "numeric answers agree within this relative tolerance", &config.cord.judge_tolerance},
+      {"cord.normalize_advantages", "divide GRPO advantages by the group's standard deviation",
+       &config.cord.normalize_advantages},
+      {"cord.teacher", "current (this step's weights, no grad) | initial (frozen copy of train.init)",
+       &config.cord.teacher},
+      {"cord.trainable", "comma list of the parameter groups that learn: encoder, projector, decoder",
+       &config.cord.trainable},
+      {"cord.ppo_inner_steps", "optimizer steps per batch of rollouts; > 1 clips the sequence ratio (PPO)",
+       &config.cord.ppo_inner_steps},
+      {"cord.ppo_clip", "PPO ratio clip epsilon (ppo_inner_steps > 1)", &config.cord.ppo_clip},
       {"eval.split", "train | validation | test", &config.eval.split},
       {"eval.max_items", "evaluate the first N items of the split; 0 = all", &config.eval.max_items},
       {"eval.batch", "prompts decoded together per dp rank", &config.eval.batch},
@@ -188,6 +227,43 @@ void validate_train(const TrainConfig& t) {
   require_range("train.align_solution_fraction", t.align_solution_fraction, 0, 1);
   validate_stage("text", t.text);
   validate_stage("align", t.align);
+  validate_stage("distill", t.distill);
+}
+
+void validate_cord(const CordConfig& c) {
+  const std::vector<std::string> methods{"cord", "cord-unweighted", "opd", "grpo", "sft", "fkl"};
+  if (std::find(methods.begin(), methods.end(), c.method) == methods.end()) {
+    throw UsageError("cord.method='" + c.method + "' is not one of cord, cord-unweighted, opd, grpo, sft, fkl");
+  }
+  require_range("cord.alpha", c.alpha, 0, 1e6);
+  require_range("cord.beta", c.beta, 0, 1e6);
+  require_range("cord.top_k", static_cast<double>(c.top_k), 0, 1e9);
+  if (c.aggregation != "sum" && c.aggregation != "token_mean" && c.aggregation != "sequence_mean") {
+    throw UsageError("cord.aggregation='" + c.aggregation + "' is not one of sum, token_mean, sequence_mean");
+  }
+  require_range("cord.token_loss_weight", c.token_loss_weight, 0, 1e6);
+  require_range("cord.sequence_loss_weight", c.sequence_loss_weight, 0, 1e6);
+  require_range("cord.group_size", static_cast<double>(c.group_size), 2, 1024);
+  require_range("cord.token_temperature", c.token_temperature, 0, 100);
+  require_range("cord.group_temperature", c.group_temperature, 0, 100);
+  require_range("cord.reference_temperature", c.reference_temperature, 0, 100);
+  require_positive("cord.max_new_tokens", static_cast<double>(c.max_new_tokens));
+  if (c.judge != "agreement" && c.judge != "ground_truth") {
+    throw UsageError("cord.judge='" + c.judge + "' is not one of agreement, ground_truth");
+  }
+  require_range("cord.judge_tolerance", c.judge_tolerance, 0, 1);
+  if (c.teacher != "current" && c.teacher != "initial") {
+    throw UsageError("cord.teacher='" + c.teacher + "' is not one of current, initial");
+  }
+  const std::vector<std::string> groups = split_comma_list(c.trainable);
+  if (groups.empty()) throw UsageError("cord.trainable is empty: name at least one of encoder, projector, decoder");
+  for (const std::string& group : groups) {
+    if (group != "encoder" && group != "projector" && group != "decoder") {
+      throw UsageError("cord.trainable: '" + group + "' is not one of encoder, projector, decoder");
+    }
+  }
+  require_range("cord.ppo_inner_steps", static_cast<double>(c.ppo_inner_steps), 1, 64);
+  require_range("cord.ppo_clip", c.ppo_clip, 0, 10);
 }
 
 void validate_eval(const EvalConfig& e) {
@@ -204,7 +280,8 @@ void validate_eval(const EvalConfig& e) {
 const StageConfig& stage_config(const TrainConfig& train) {
   if (train.stage == "text") return train.text;
   if (train.stage == "align") return train.align;
-  throw UsageError("train.stage='" + train.stage + "' is not one of text, align");
+  if (train.stage == "distill") return train.distill;
+  throw UsageError("train.stage='" + train.stage + "' is not one of text, align, distill");
 }
 
 void validate_model(const ModelConfig& m) {
@@ -251,6 +328,7 @@ void validate(const Config& config) {
   validate_model(config.model);
   validate_corpus(config.corpus);
   validate_train(config.train);
+  validate_cord(config.cord);
   validate_eval(config.eval);
 }
 

@@ -13,6 +13,7 @@ struct Layout {
   int64_t middle_begin = 0;  // first question / frame slot
   int64_t middle_length = 0;
   int64_t prompt_length = 0;  // through [sep]
+  bool audio = false;         // the middle slots take audio frames
 };
 
 Layout lay_out(int64_t marker, const std::vector<int64_t>* question, int64_t frames, const std::vector<int64_t>& response,
@@ -26,6 +27,7 @@ Layout lay_out(int64_t marker, const std::vector<int64_t>* question, int64_t fra
   } else {
     layout.ids.insert(layout.ids.end(), static_cast<size_t>(frames), tokens.pad);  // replaced by frames
     layout.middle_length = frames;
+    layout.audio = true;
   }
   layout.ids.push_back(prompt_end);
   layout.prompt_length = static_cast<int64_t>(layout.ids.size());
@@ -63,7 +65,7 @@ DecoderBatch assemble(Lalm& model, const std::vector<Layout>& layouts, const at:
       // Response token i (i >= prompt_length) is predicted at position i - 1.
       if (i >= l.prompt_length) targets_a[b][offset + i - 1] = l.ids[static_cast<size_t>(i)];
     }
-    if (audio_frames.defined()) {
+    if (l.audio) {
       for (int64_t i = 0; i < l.middle_length; ++i) slots_a[b][offset + l.middle_begin + i] = true;
     }
     out.lengths.push_back(length);
@@ -129,6 +131,30 @@ DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor
   const at::Tensor frame_index = torch::arange(frames.size(1), frame_lengths.options());
   const at::Tensor valid_frames = frames.index({frame_index.unsqueeze(0) < frame_lengths.unsqueeze(1)});
   return assemble(model, layouts, valid_frames, tokens, padding);
+}
+
+DecoderBatch assemble_sequences(Lalm& model, const at::Tensor& frames, const at::Tensor& frame_lengths,
+                                const std::vector<SequenceSpec>& sequences, const SpecialTokens& tokens,
+                                Padding padding) {
+  std::vector<Layout> layouts;
+  std::vector<at::Tensor> audio_pieces;  // each audio sequence's valid frames [N_b, d], in order
+  const at::Tensor lengths_cpu = frame_lengths.defined() ? frame_lengths.cpu() : at::Tensor();
+  for (const SequenceSpec& sequence : sequences) {
+    const int64_t end = sequence.prompt_end < 0 ? tokens.sep : sequence.prompt_end;
+    CORD_CHECK(end == tokens.sep || end == tokens.transcribe,
+               "prompt end " + std::to_string(end) + " is neither sep nor transcribe");
+    if (sequence.audio_row < 0) {
+      layouts.push_back(lay_out(tokens.text, &sequence.question, 0, sequence.response, end, tokens));
+      continue;
+    }
+    CORD_CHECK(frames.defined() && sequence.audio_row < frames.size(0),
+               "audio row " + std::to_string(sequence.audio_row) + " has no encoded frames");
+    const int64_t n = lengths_cpu[sequence.audio_row].item<int64_t>();
+    CORD_CHECK(n > 0, "audio clip " + std::to_string(sequence.audio_row) + " is too short to give one projected frame");
+    layouts.push_back(lay_out(tokens.audio, nullptr, n, sequence.response, end, tokens));
+    audio_pieces.push_back(frames[sequence.audio_row].narrow(0, 0, n));
+  }
+  return assemble(model, layouts, audio_pieces.empty() ? at::Tensor() : torch::cat(audio_pieces, 0), tokens, padding);
 }
 
 at::Tensor left_padded_positions(const at::Tensor& valid) {

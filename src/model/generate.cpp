@@ -4,9 +4,10 @@
 
 namespace cord::model {
 
-at::Tensor sample_tokens(const at::Tensor& logits, double temperature, double top_p, at::Generator& generator) {
-  if (temperature <= 0) return logits.argmax(-1);
-  at::Tensor probs = torch::softmax(logits.to(torch::kFloat) / temperature, -1);
+namespace {
+
+// probs [B, V] -> one draw per row, after nucleus truncation when top_p < 1.
+at::Tensor draw(at::Tensor probs, double top_p, at::Generator& generator) {
   if (top_p < 1.0) {
     const auto [sorted, order] = probs.sort(-1, /*descending=*/true);
     // Drop a token when the tokens ranked above it already reach top_p.
@@ -14,7 +15,33 @@ at::Tensor sample_tokens(const at::Tensor& logits, double temperature, double to
     probs = torch::zeros_like(probs).scatter(-1, order, sorted.masked_fill(before >= top_p, 0.0));
   }
   // Sampling runs on the CPU generator: the same draws whatever the device.
-  return at::multinomial(probs.cpu(), 1, /*replacement=*/false, generator).squeeze(-1).to(logits.device());
+  return at::multinomial(probs.cpu(), 1, /*replacement=*/false, generator).squeeze(-1).to(probs.device());
+}
+
+}  // namespace
+
+at::Tensor sample_tokens(const at::Tensor& logits, double temperature, double top_p, at::Generator& generator) {
+  if (temperature <= 0) return logits.argmax(-1);
+  return draw(torch::softmax(logits.to(torch::kFloat) / temperature, -1), top_p, generator);
+}
+
+at::Tensor sample_tokens(const at::Tensor& logits, const std::vector<double>& temperatures, double top_p,
+                         at::Generator& generator) {
+  CORD_CHECK(static_cast<int64_t>(temperatures.size()) == logits.size(0),
+             "sample_tokens: " + std::to_string(temperatures.size()) + " temperatures for " +
+                 std::to_string(logits.size(0)) + " rows");
+  std::vector<double> divisors(temperatures.size());
+  std::vector<uint8_t> greedy(temperatures.size());
+  for (size_t b = 0; b < temperatures.size(); ++b) {
+    greedy[b] = temperatures[b] <= 0 ? 1 : 0;
+    divisors[b] = temperatures[b] <= 0 ? 1.0 : temperatures[b];
+  }
+  const at::Tensor divisor = torch::tensor(divisors, torch::kDouble).to(logits.device(), torch::kFloat).unsqueeze(1);
+  const at::Tensor sampled = draw(torch::softmax(logits.to(torch::kFloat) / divisor, -1), top_p, generator);
+  const at::Tensor is_greedy = torch::tensor(std::vector<int64_t>(greedy.begin(), greedy.end()), torch::kLong)
+                                   .to(logits.device())
+                                   .to(torch::kBool);
+  return torch::where(is_greedy, logits.argmax(-1), sampled);
 }
 
 Generation generate(Lalm& model, const DecoderBatch& prompts, const SpecialTokens& tokens,
@@ -48,7 +75,9 @@ Generation generate(Lalm& model, const DecoderBatch& prompts, const SpecialToken
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     const at::Tensor full = gather_vocab(logits, tp).to(torch::kFloat);  // [B, V]
     if (observer) observer(step, full);
-    at::Tensor next = sample_tokens(full, options.temperature, options.top_p, generator);
+    at::Tensor next = options.temperatures.empty()
+                          ? sample_tokens(full, options.temperature, options.top_p, generator)
+                          : sample_tokens(full, options.temperatures, options.top_p, generator);
     const at::Tensor next_cpu = next.cpu();
     bool all_done = true;
     for (int64_t b = 0; b < batch; ++b) {

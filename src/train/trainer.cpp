@@ -2,10 +2,8 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <numeric>
@@ -15,9 +13,7 @@
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/config/load.hpp"
-#include "cord/core/build_info.hpp"
 #include "cord/core/error.hpp"
-#include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
 #include "cord/data/loader.hpp"
@@ -28,78 +24,14 @@
 #include "cord/model/model_stats.hpp"
 #include "cord/model/precision.hpp"
 #include "cord/train/optimizer.hpp"
+#include "cord/train/stage_support.hpp"
 
 namespace cord::train {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using eval::Input;
 using eval::Task;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-std::string host_name() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
-
-std::string format_duration(double seconds) {
-  const auto s = static_cast<int64_t>(std::max(0.0, seconds));
-  char text[32];
-  if (s >= 3600) {
-    std::snprintf(text, sizeof text, "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60));
-  } else {
-    std::snprintf(text, sizeof text, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
-  }
-  return text;
-}
-
-// The matrix-multiply rate of this rank (FLOP/s) in the precision of the matrix work,
-// the denominator of MFU: a few n^3 products on the training device with the training
-// thread count (n = 1024 on the CPU, 8192 on a GPU, which smaller products do not fill).
-double measure_matmul_peak(const std::string& device, model::Precision precision) {
-  const int64_t n = device == "cpu" ? 1024 : 8192;
-  const auto options =
-      torch::TensorOptions().dtype(precision == model::Precision::kBf16 ? torch::kBFloat16 : torch::kFloat).device(device);
-  const at::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
-  at::Tensor c = torch::mm(a, b);
-  (void)c.sum().item<float>();
-  constexpr int kRepeats = 8;
-  const auto start = Clock::now();
-  for (int i = 0; i < kRepeats; ++i) c = torch::mm(a, b);
-  (void)c.sum().item<float>();  // waits for the device
-  return kRepeats * 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) /
-         seconds_since(start);
-}
-
-std::set<int64_t> parse_steps(const std::string& list) {
-  std::set<int64_t> steps;
-  for (const std::string& item : split_comma_list(list)) {
-    try {
-      steps.insert(std::stoll(item));
-    } catch (const std::exception&) {
-      throw UsageError("train.inject_nonfinite: '" + item + "' is not a step number");
-    }
-  }
-  return steps;
-}
-
-// Appends JSON records, one per line, flushed as written (rank 0 only).
-class MetricsFile {
- public:
-  explicit MetricsFile(const std::string& path) : out_(path, std::ios::trunc) {
-    if (!out_) throw Error("cannot create " + path);
-  }
-  void write(const json& record) {
-    out_ << record.dump() << '\n';
-    out_.flush();
-  }
-
- private:
-  std::ofstream out_;
-};
 
 }  // namespace
 
@@ -194,7 +126,7 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
   const TrainConfig& tc = s.config.train;
   s.stage = stage_config(tc);
   s.align = tc.stage == "align";
-  s.inject_nonfinite = parse_steps(tc.inject_nonfinite);
+  s.inject_nonfinite = parse_step_list(tc.inject_nonfinite, "train.inject_nonfinite");
   s.precision = model::resolve_precision(s.config.runtime.precision, device);
   s.run_dir = tc.run_dir + "/" + tc.stage;
 
@@ -226,17 +158,11 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
     for (at::Tensor& p : s.model->encoder->parameters()) p.requires_grad_(false);
     for (at::Tensor& p : s.model->projector->parameters()) p.requires_grad_(false);
   }
-  for (const model::ParamShard& shard : model::sharded_parameters(*s.model, groups.tp)) {
-    const int64_t numel = std::accumulate(shard.global_shape.begin(), shard.global_shape.end(), int64_t{1},
-                                          std::multiplies<int64_t>());
-    s.total_params += numel;
-    if (!shard.param.requires_grad()) continue;
-    s.trainable_params += numel;
-    s.trainable.push_back(shard);
-  }
-  std::vector<at::Tensor> tensors;
-  for (const model::ParamShard& shard : s.trainable) tensors.push_back(shard.param);
-  s.synchronizer = std::make_unique<model::GradientSynchronizer>(tensors, groups.dp, tc.bucket_mb);
+  TrainableParameters params = trainable_parameters(s.model, groups.tp);
+  s.total_params = params.total;
+  s.trainable_params = params.trainable;
+  s.trainable = params.shards;
+  s.synchronizer = std::make_unique<model::GradientSynchronizer>(params.tensors, groups.dp, tc.bucket_mb);
   AdamWOptions adamw;
   adamw.beta1 = tc.beta1;
   adamw.beta2 = tc.beta2;
@@ -255,26 +181,12 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
   comm::all_reduce(groups.world, peak, comm::ReduceOp::kSum);
   s.peak_flops = peak.item<double>();
 
-  if (groups.world.rank() == 0) {
-    make_directories(s.run_dir);
-    write_file_atomically(s.run_dir + "/config.toml", to_toml(s.config));
-    s.metrics = std::make_unique<MetricsFile>(s.run_dir + "/metrics.jsonl");
-    s.metrics->write({{"type", "header"},
-                      {"stage", tc.stage},
-                      {"command", s.command_line},
-                      {"commit", build_info().commit},
-                      {"host", host_name()},
-                      {"world", groups.world.size()},
-                      {"dp", groups.dims.dp()},
-                      {"tp", groups.dims.tp()},
-                      {"device", device},
-                      {"precision", model::precision_name(s.precision)},
-                      {"corpus", tc.corpus},
-                      {"init", init},
-                      {"params", s.total_params},
-                      {"trainable_params", s.trainable_params},
-                      {"matmul_peak_flops", s.peak_flops}});
-  }
+  s.metrics = open_stage_directory(s.run_dir, s.config, groups, tc.stage, s.command_line, device, s.precision,
+                                   {{"corpus", tc.corpus},
+                                    {"init", init},
+                                    {"params", s.total_params},
+                                    {"trainable_params", s.trainable_params},
+                                    {"matmul_peak_flops", s.peak_flops}});
   comm::barrier(groups.world);
 }
 
@@ -318,7 +230,7 @@ StageSummary Trainer::run() {
 
   const auto stage_start = Clock::now();
   StageSummary summary;
-  int64_t consecutive_nonfinite = 0;
+  NonfiniteGuard nonfinite(tc.stage, tc.max_nonfinite_steps);
   double step_ema = 0;
   // Step lines report means over the window of steps since the previous line.
   double window_flops = 0, window_tokens = 0, window_seconds = 0, window_loss = 0;
@@ -369,25 +281,7 @@ StageSummary Trainer::run() {
     const double loss = loss_total.item<double>();
     const double grad_norm = global_grad_norm(s.trainable, groups.tp);
 
-    if (!finite_on_all_ranks(loss + grad_norm, groups.world)) {
-      ++summary.skipped;
-      ++consecutive_nonfinite;
-      CORD_LOG(kWarn) << "step " << step + 1 << ": non-finite loss (" << loss << ") or gradient norm (" << grad_norm
-                      << ") on some rank: step skipped (" << summary.skipped << " skipped so far, "
-                      << consecutive_nonfinite << " in a row)";
-      if (rank0) {
-        s.metrics->write({{"type", "skip"}, {"step", step + 1}, {"loss", std::isfinite(loss) ? json(loss) : json("nan")},
-                          {"consecutive", consecutive_nonfinite}});
-      }
-      if (consecutive_nonfinite >= tc.max_nonfinite_steps) {
-        throw Error("train " + tc.stage + ": " + std::to_string(consecutive_nonfinite) +
-                    " consecutive steps had a non-finite loss or gradient (last: step " + std::to_string(step + 1) +
-                    "); stopping (train.max_nonfinite_steps=" + std::to_string(tc.max_nonfinite_steps) +
-                    "). The weights were not updated by those steps; no model.h5 was written for this stage.");
-      }
-      continue;
-    }
-    consecutive_nonfinite = 0;
+    if (!nonfinite.finite(loss, grad_norm, step + 1, groups.world, s.metrics.get())) continue;
     if (tc.grad_clip > 0) clip_grad_norm(s.trainable, grad_norm, tc.grad_clip);
     s.optimizer->step(lr);
     summary.steps = step + 1;
@@ -414,6 +308,7 @@ StageSummary Trainer::run() {
                     static_cast<long long>(step + 1), static_cast<long long>(s.stage.steps), tc.stage.c_str(), mean_loss,
                     grad_norm, lr, 1000.0 * window_seconds / static_cast<double>(window_steps), tokens_per_s, mfu,
                     format_duration(eta).c_str());
+      summary.skipped = nonfinite.skipped();
       CORD_LOG(kInfo) << line << (summary.skipped > 0 ? " | skipped " + std::to_string(summary.skipped) : "");
       if (rank0) {
         s.metrics->write({{"type", "step"},
@@ -435,6 +330,7 @@ StageSummary Trainer::run() {
   }
   validate(s.stage.steps);
 
+  summary.skipped = nonfinite.skipped();
   summary.weights_path = s.run_dir + "/model.h5";
   ckpt::save_weights(summary.weights_path, s.model, groups,
                      {tc.stage, summary.steps, to_toml(s.config), s.corpus->tokenizer().vocab()});

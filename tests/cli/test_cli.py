@@ -7,6 +7,7 @@ output and messages. Exit 0 = pass; an AssertionError prints what differed.
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -499,6 +500,96 @@ def case_train_eval_bad_input():
     proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--data", no_validation, "--split", "validation",
                 "--out", scratch)
     expect(proc.returncode == 2 and "has no items in split 'validation'" in proc.stderr, "absent split", proc)
+
+
+# --- cord train, stage distill (CORD and its baselines) from the tiny pipeline's base model ---
+
+DISTILL_METHODS = ("cord", "cord-unweighted", "opd", "grpo", "sft", "fkl")
+
+
+def distill(run_dir, *sets, ranks=None, steps=3):
+    """A few distill steps from the tiny base; returns (process, metrics records)."""
+    proc = cord("train", *fixture_sets(), "--set", f"train.run_dir={run_dir}", "--set", "train.stage=distill",
+                "--set", f"train.init={os.path.join(pipeline_dir(), 'align', 'model.h5')}",
+                "--set", f"train.distill.steps={steps}", "--set", "train.distill.global_batch=4",
+                "--set", "train.distill.warmup_steps=1", "--set", "cord.group_size=2",
+                "--set", "cord.max_new_tokens=24", "--set", "train.log_every=1", "--set", "train.val_items=4",
+                *sets, ranks=ranks)
+    path = os.path.join(run_dir, "distill", "metrics.jsonl")
+    return proc, (metrics(path) if os.path.exists(path) else [])
+
+
+def case_distill_methods_np2():
+    """Every method runs end to end on dp = 2 and records what it optimises."""
+    for method in DISTILL_METHODS:
+        run_dir = os.path.join(ARGS.work_dir, "distill-" + method)
+        subprocess.run(["rm", "-rf", run_dir], check=True)
+        proc, records = distill(run_dir, "--set", f"cord.method={method}", ranks=2)
+        expect(proc.returncode == 0, f"{method}: distill runs", proc)
+        expect(records[0]["type"] == "header" and records[0]["method"] == method, f"{method}: header {records[0]}")
+        steps = [r for r in records if r["type"] == "step"]
+        expect([r["step"] for r in steps] == [1, 2, 3], f"{method}: three step records")
+        for r in steps:
+            expect(all(math.isfinite(r[k]) for k in ("loss", "token_loss", "sequence_loss")), f"{method}: {r}")
+            expect(r["rollout_length"] > 0 and r["rollout_tokens_per_s"] > 0, f"{method}: rollouts decoded: {r}")
+        grpo = method in ("cord", "cord-unweighted", "grpo")
+        kl = method in ("cord", "cord-unweighted", "opd", "fkl")
+        expect(all(0 <= r["reward"] <= 1 for r in steps), f"{method}: mean rewards in [0, 1]")
+        if not grpo:
+            expect(all(r["sequence_loss"] == 0 and r["reward"] == 0 for r in steps), f"{method}: no GRPO term")
+        expect(all(r["token_loss"] == 0 for r in steps) == (method == "grpo"), f"{method}: token loss iff not grpo")
+        expect(all(r["divergence"] > 0 for r in steps) == kl, f"{method}: divergence logged iff a KL method")
+        validations = [r for r in records if r["type"] == "validation"]
+        expect([r["step"] for r in validations] == [0, 3], f"{method}: validation before and after")
+        expect(all("audio_accuracy" in r and "text_accuracy" in r for r in validations), f"{method}: both inputs")
+        expect(records[-1]["type"] == "end", f"{method}: end record")
+        expect(os.path.exists(os.path.join(run_dir, "distill", "model.h5")), f"{method}: weights written")
+        expect(f"| distill {method} |" in proc.stderr, f"{method}: step lines", proc)
+
+
+def distill_trace(records):
+    return [(r["loss"], r["token_loss"], r["sequence_loss"], r["reward"], r["rollout_length"])
+            for r in records if r["type"] == "step"]
+
+
+def case_distill_determinism():
+    """The same seed gives the same rollouts and losses; another seed other rollouts."""
+    base = os.path.join(ARGS.work_dir, "distill-seed")
+    runs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        proc, records = distill(f"{base}-{name}", "--set", f"train.seed={seed}", "--set", "train.val_items=0")
+        expect(proc.returncode == 0, f"seed {seed} runs", proc)
+        runs[name] = distill_trace(records)
+    expect(len(runs["a"]) == 3 and runs["a"] == runs["b"], f"same seed, same trace:\n{runs['a']}\n{runs['b']}")
+    expect(runs["a"] != runs["c"], f"another seed, other rollouts:\n{runs['a']}\n{runs['c']}")
+
+
+def case_distill_layouts_np2():
+    """Micro-batches and tp = 2 give the losses of one pass on one rank (same rollouts)."""
+    base = os.path.join(ARGS.work_dir, "distill-layouts")
+    sets = ["--set", "train.val_items=0", "--set", "cord.aggregation=token_mean"]
+    reference = distill(base + "-1", *sets, ranks=1)[1]
+    for name, extra, ranks in (("micro", ["--set", "train.micro_batch=1"], 1),
+                               ("tp2", ["--set", "parallel.tp=2"], 2)):
+        proc, records = distill(base + "-" + name, *sets, *extra, ranks=ranks)
+        expect(proc.returncode == 0, f"{name} runs", proc)
+        for a, b in zip(distill_trace(reference), distill_trace(records)):
+            expect(a[3:] == b[3:], f"{name}: same rollouts and rewards: {a} vs {b}")
+            expect(all(abs(x - y) <= 1e-4 * max(1.0, abs(x)) for x, y in zip(a[:3], b[:3])),
+                   f"{name}: same losses: {a} vs {b}")
+
+
+def case_distill_bad_input():
+    scratch = os.path.join(ARGS.work_dir, "distill-bad")
+    proc, _ = distill(scratch, "--set", "train.init=")
+    expect(proc.returncode == 2 and f"train.init {scratch}/align/model.h5 does not exist" in proc.stderr,
+           "a distill stage without a base model", proc)
+    proc, _ = distill(scratch, "--set", "cord.method=ppo")
+    expect(proc.returncode == 2 and "cord.method='ppo' is not one of" in proc.stderr, "unknown method", proc)
+    proc, _ = distill(scratch, "--set", "cord.trainable=encoder,lm")
+    expect(proc.returncode == 2 and "cord.trainable: 'lm'" in proc.stderr, "unknown parameter group", proc)
+    proc, _ = distill(scratch, "--set", "cord.judge=llm")
+    expect(proc.returncode == 2 and "cord.judge='llm'" in proc.stderr, "unknown judge", proc)
 
 
 def eval_report(out, *sets, ranks):

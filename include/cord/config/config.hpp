@@ -91,13 +91,15 @@ struct StageConfig {
 //          (the "repeat" task, which the align stage's transcription reuses)
 //   align  the decoder is frozen; the audio encoder and projector learn from speech:
 //          audio -> transcript of the question, and on a share of the items audio -> solution
+//   distill  CORD and its baselines ([cord]) from a base model (DESIGN.md section 1)
 struct TrainConfig {
-  std::string stage = "text";      // text | align
+  std::string stage = "text";      // text | align | distill
   std::string corpus = "runs/main/corpus.h5";  // corpus file (`cord corpus synth --out`)
   std::string run_dir = "runs/main";           // the stage writes RUN_DIR/STAGE/
-  std::string init = "";           // weights to start from; "" = fresh for text, RUN_DIR/text/model.h5 for align
+  std::string init = "";           // weights to start from; "" = fresh for text, RUN_DIR/text/model.h5 for align,
+                                   // RUN_DIR/align/model.h5 for distill
   std::int64_t seed = 1;           // data order and task draws
-  std::int64_t micro_batch = 0;    // items per forward/backward per dp rank; 0 = the whole local batch (no accumulation)
+  std::int64_t micro_batch = 0;    // items (distill: prompts) per forward/backward per dp rank; 0 = the whole local batch
   double weight_decay = 0.1;       // decoupled AdamW decay on matrices (not on norms/biases)
   double beta1 = 0.9;              // AdamW first-moment decay
   double beta2 = 0.95;             // AdamW second-moment decay
@@ -113,6 +115,39 @@ struct TrainConfig {
   std::string inject_nonfinite = "";      // fault injection for tests: steps (1-based, as logged) whose loss is made NaN
   StageConfig text{1500, 32, 2e-3, 1e-4, 100};
   StageConfig align{600, 16, 2e-3, 1e-4, 50};
+  StageConfig distill{200, 16, 1e-4, 1e-5, 10};  // global_batch counts prompts
+};
+
+// [cord] the distill stage (train.stage = distill): CORD and the paper's baselines,
+// DESIGN.md section 1. Paper defaults; (ours) marks a choice the paper leaves open.
+//   method           rollouts per prompt                        loss
+//   cord             1 audio (T=token_temperature), N audio     weighted reverse KL + GRPO
+//                    (T=group_temperature), 1 text reference
+//   cord-unweighted  as cord                                    reverse KL (alpha = beta = 1) + GRPO
+//   opd              1 audio                                    weighted reverse KL
+//   grpo             N audio, 1 text reference                  GRPO
+//   sft              1 text (T=token_temperature)               -log p(y | audio)
+//   fkl              1 text (T=token_temperature)               forward KL(teacher || student)
+struct CordConfig {
+  std::string method = "cord";        // cord | cord-unweighted | opd | grpo | sft | fkl
+  double alpha = 2.0;                 // weight of the top_k highest-divergence positions
+  double beta = 2.0;                  // position weight of the first token (linear decay to 1 at the last)
+  std::int64_t top_k = 20;            // positions per rollout weighted alpha
+  std::string aggregation = "sum";    // sum (paper) | token_mean | sequence_mean (ours) of the token loss
+  double token_loss_weight = 1.0;     // coefficient of L_tok
+  double sequence_loss_weight = 1.0;  // coefficient of L_seq
+  std::int64_t group_size = 4;        // N: audio rollouts per prompt for GRPO
+  double token_temperature = 1.0;     // the token-level rollout (audio; text for sft/fkl)
+  double group_temperature = 1.5;     // the N GRPO rollouts
+  double reference_temperature = 0.0; // the text reference y^ (ours; 0 = greedy)
+  std::int64_t max_new_tokens = 200;  // longest rollout
+  std::string judge = "agreement";    // agreement (audio answer vs text reference) | ground_truth (ours)
+  double judge_tolerance = 1e-6;      // numeric answers agree within this relative tolerance
+  bool normalize_advantages = false;  // divide GRPO advantages by the group's std (paper: no)
+  std::string teacher = "current";    // current weights under no-grad | initial (frozen snapshot of train.init) (ours)
+  std::string trainable = "encoder,projector,decoder";  // parameter groups that learn
+  std::int64_t ppo_inner_steps = 1;   // optimizer steps per batch of rollouts; > 1 clips the sequence ratio (ours)
+  double ppo_clip = 0.2;              // PPO ratio clip epsilon when ppo_inner_steps > 1
 };
 
 // [eval] `cord eval`: greedy decoding of one split with audio and with text input.
@@ -130,10 +165,11 @@ struct Config {
   ModelConfig model;
   CorpusConfig corpus;
   TrainConfig train;
+  CordConfig cord;
   EvalConfig eval;
 };
 
-// The StageConfig of train.stage (text or align); throws UsageError for another name.
+// The StageConfig of train.stage (text, align or distill); throws UsageError for another name.
 const StageConfig& stage_config(const TrainConfig& train);
 
 // A typed reference to one field of a Config, with its dotted key and documentation.

@@ -59,6 +59,23 @@ DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor
                             const TokenRows& responses, const SpecialTokens& tokens, Padding padding,
                             const std::vector<int64_t>& prompt_ends = {});
 
+// One sequence of a mixed batch: an audio prompt (clip `audio_row` of the encoded frames)
+// or a text prompt (`question`), closed by `prompt_end`, then `response`.
+struct SequenceSpec {
+  int64_t audio_row = -1;         // row of `frames` in assemble_sequences, or -1: text prompt
+  std::vector<int64_t> question;  // the text prompt's tokens (audio_row < 0)
+  std::vector<int64_t> response;
+  int64_t prompt_end = -1;        // tokens.sep or tokens.transcribe; -1 = tokens.sep
+};
+
+// Audio and text sequences in one batch, in `sequences` order. frames [A, N, d] and
+// frame_lengths [A] come from model->encode_audio (undefined when no sequence is audio);
+// several sequences may share one clip (its frames are encoded once and, under autograd,
+// receive the gradients of all of them).
+DecoderBatch assemble_sequences(Lalm& model, const at::Tensor& frames, const at::Tensor& frame_lengths,
+                                const std::vector<SequenceSpec>& sequences, const SpecialTokens& tokens,
+                                Padding padding);
+
 // Mask and positions for left-padded sequences: valid [B, T] ->
 // allow [B, 1, T, T] (causal, real keys only, each position always sees itself so no row
 // is empty) and positions [B, T] (0 at each sequence's first real token).

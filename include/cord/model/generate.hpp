@@ -18,6 +18,9 @@ namespace cord::model {
 struct SamplingOptions {
   int64_t max_new_tokens = 200;
   double temperature = 1.0;  // 0 = greedy (argmax)
+  // Per-sequence temperatures (one per prompt row, 0 = greedy); when set they replace
+  // `temperature`, so that rollouts at several temperatures share one batched decode.
+  std::vector<double> temperatures;
   double top_p = 1.0;        // nucleus: smallest set of tokens with probability >= top_p
   bool use_kv_cache = true;  // false recomputes the whole sequence each step (reference, benchmarks)
 };
@@ -33,7 +36,12 @@ using StepObserver = std::function<void(int64_t step, const at::Tensor& logits)>
 Generation generate(Lalm& model, const DecoderBatch& prompts, const SpecialTokens& tokens,
                     const SamplingOptions& options, at::Generator& generator, const StepObserver& observer = {});
 
-// Next tokens [B] from full logits [B, V].
+// Next tokens [B] from full logits [B, V]: argmax for rows at temperature 0, else a draw
+// from softmax(logits / temperature) (nucleus-truncated when top_p < 1). With per-row
+// temperatures every row consumes a draw, greedy rows included, so each row's tokens do
+// not depend on which other rows are greedy.
 at::Tensor sample_tokens(const at::Tensor& logits, double temperature, double top_p, at::Generator& generator);
+at::Tensor sample_tokens(const at::Tensor& logits, const std::vector<double>& temperatures, double top_p,
+                         at::Generator& generator);
 
 }  // namespace cord::model

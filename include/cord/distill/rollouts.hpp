@@ -1,0 +1,64 @@
+#pragma once
+// The methods of the distill stage ([cord] in config.hpp) and their rollouts: for one batch
+// of prompts, every rollout a method needs (token-level rollouts, the N GRPO rollouts, the
+// text references) is decoded in ONE batched, KV-cached generate() call, audio and text
+// prompts side by side, each row at its own temperature.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cord/config/config.hpp"
+#include "cord/data/loader.hpp"
+#include "cord/data/tokenizer.hpp"
+#include "cord/eval/prompts.hpp"
+#include "cord/model/batch.hpp"
+#include "cord/model/precision.hpp"
+
+namespace cord::distill {
+
+enum class TokenLoss {
+  kNone,
+  kReverseKl,     // on-policy: KL(student || teacher) on the student's audio rollout (weighted)
+  kForwardKl,     // KL(teacher || student) on the teacher's text rollout
+  kCrossEntropy,  // SFT: -log p(y_t | audio, y_<t) on the teacher's text rollout
+};
+
+// What one cord.method generates and trains on.
+struct MethodPlan {
+  std::string name;
+  TokenLoss token_loss = TokenLoss::kNone;
+  eval::Input token_input = eval::Input::kAudio;  // who writes the token-level rollout
+  double alpha = 1.0, beta = 1.0;                 // reverse-KL weights (1, 1 = unweighted)
+  bool grpo = false;                              // N audio rollouts + text reference + judge
+  int64_t group_size = 0;                         // N when grpo
+};
+// Throws UsageError naming cord.method for an unknown method.
+MethodPlan plan_for(const CordConfig& cord);
+
+// The rollouts of P prompts (responses end with eos unless cut at the token limit).
+struct Rollouts {
+  model::TokenRows token;      // [P] token-level rollouts (empty: the plan has no token loss)
+  model::TokenRows group;      // [P * N] GRPO rollouts, prompt-major (empty: no GRPO)
+  model::TokenRows reference;  // [P] text references (empty: no GRPO)
+  int64_t generated_tokens = 0;
+  int64_t max_new_tokens = 0;  // the limit used (cord.max_new_tokens, capped by model.max_seq_len)
+};
+
+// Decodes every rollout of `plan` for the items of `batch` under no-grad. Temperatures:
+// token rollouts cord.token_temperature, group rollouts cord.group_temperature, references
+// cord.reference_temperature. Collective over the model's tp group.
+Rollouts generate_rollouts(model::Lalm& model, const data::Batch& batch, const MethodPlan& plan,
+                           const CordConfig& cord, at::Generator& generator, model::Precision precision);
+
+// Logits at the positions that predict each sequence's response tokens, gathered into a
+// dense block: logits [R, W, V/P] of a right-padded batch -> [R, T, V/P] with
+// T = `width`, or the longest response when 0; row r position t predicts response token t.
+struct ResponseLogits {
+  at::Tensor logits;   // [R, T, V/P]
+  at::Tensor targets;  // [R, T] int64, -1 past the response
+  at::Tensor mask;     // [R, T] bool: t < response length (a contiguous prefix)
+};
+ResponseLogits response_logits(const at::Tensor& logits, const model::DecoderBatch& inputs,
+                               const model::TokenRows& responses, int64_t width = 0);
+
+}  // namespace cord::distill

@@ -1,0 +1,159 @@
+// The pieces of the distill stage below the step loop: per-row sampling temperatures,
+// mixed audio/text batches (one decode for every rollout of a method), the gather of the
+// logits that predict each response token, and which rollouts each method asks for.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "cord/core/error.hpp"
+#include "cord/distill/rollouts.hpp"
+#include "cord/model/generate.hpp"
+#include "model_fixtures.hpp"
+#include "mpi_test_world.hpp"
+
+namespace cord::distill {
+namespace {
+
+using cord::testing::mel_batch;
+using cord::testing::solo_group;
+using cord::testing::tiny_model_config;
+using cord::testing::tiny_tokens;
+using cord::testing::token_rows;
+
+TEST(Sampling, PerRowTemperaturesMatchOneTemperatureAndGreedyRowsTakeTheArgmax) {
+  at::Generator data = at::make_generator<at::CPUGeneratorImpl>(3);
+  const at::Tensor logits = at::normal(0.0, 2.0, {6, 50}, data);
+  at::Generator a = at::make_generator<at::CPUGeneratorImpl>(11);
+  at::Generator b = at::make_generator<at::CPUGeneratorImpl>(11);
+  const at::Tensor shared = model::sample_tokens(logits, 1.3, 1.0, a);
+  const at::Tensor per_row = model::sample_tokens(logits, std::vector<double>(6, 1.3), 1.0, b);
+  EXPECT_TRUE(torch::equal(shared, per_row));
+
+  at::Generator c = at::make_generator<at::CPUGeneratorImpl>(11);
+  const at::Tensor mixed = model::sample_tokens(logits, {0.0, 1.3, 0.0, 1.3, 1.3, 1.3}, 1.0, c);
+  const at::Tensor argmax = logits.argmax(-1);
+  EXPECT_EQ(mixed[0].item<int64_t>(), argmax[0].item<int64_t>());
+  EXPECT_EQ(mixed[2].item<int64_t>(), argmax[2].item<int64_t>());
+  for (const int64_t row : {1, 3, 4, 5}) EXPECT_EQ(mixed[row].item<int64_t>(), per_row[row].item<int64_t>());
+  EXPECT_THROW(model::sample_tokens(logits, std::vector<double>(5, 1.0), 1.0, c), Error);
+}
+
+class MixedBatch : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(0);
+    lalm = model::Lalm(tiny_model_config(), solo_group());
+    lalm->eval();
+    std::tie(mel, mel_lengths) = mel_batch({40, 24}, tiny_model_config().audio.n_mels, 5);
+    questions = token_rows({5, 9}, tiny_model_config().vocab_size, 1);
+    responses = token_rows({4, 7, 3, 6}, tiny_model_config().vocab_size, 2);
+  }
+  model::Lalm lalm{nullptr};
+  at::Tensor mel, mel_lengths;
+  model::TokenRows questions, responses;
+};
+
+// Each row of a mixed batch gives the logits of the same sequence assembled on its own.
+TEST_F(MixedBatch, AudioAndTextRowsEqualTheirSeparateAssemblies) {
+  torch::NoGradGuard no_grad;
+  const model::SpecialTokens tokens = tiny_tokens();
+  const auto [frames, frame_lengths] = lalm->encode_audio(mel, mel_lengths);
+  // rows: audio clip 1, text question 0, audio clip 0, audio clip 1 again
+  std::vector<model::SequenceSpec> specs(4);
+  specs[0].audio_row = 1;
+  specs[1].question = questions[0];
+  specs[2].audio_row = 0;
+  specs[3].audio_row = 1;
+  for (size_t r = 0; r < 4; ++r) specs[r].response = responses[r];
+  for (const model::Padding padding : {model::Padding::kRight, model::Padding::kLeft}) {
+    const model::DecoderBatch mixed = model::assemble_sequences(lalm, frames, frame_lengths, specs, tokens, padding);
+    const at::Tensor mixed_logits = lalm->decoder->forward(mixed.embeds, mixed.positions, mixed.mask);
+    for (int64_t r = 0; r < 4; ++r) {
+      const auto& spec = specs[static_cast<size_t>(r)];
+      const model::TokenRows response{spec.response};
+      const model::DecoderBatch alone =
+          spec.audio_row >= 0
+              ? model::assemble_audio(lalm, mel.narrow(0, spec.audio_row, 1).narrow(1, 0, mel_lengths[spec.audio_row].item<int64_t>()),
+                                      mel_lengths.narrow(0, spec.audio_row, 1), response, tokens, padding)
+              : model::assemble_text(lalm, {spec.question}, response, tokens, padding);
+      const at::Tensor alone_logits = lalm->decoder->forward(alone.embeds, alone.positions, alone.mask);
+      const int64_t length = alone.lengths[0];
+      ASSERT_EQ(mixed.lengths[static_cast<size_t>(r)], length);
+      ASSERT_EQ(mixed.prompt_lengths[static_cast<size_t>(r)], alone.prompt_lengths[0]);
+      const int64_t width = mixed.embeds.size(1);
+      const int64_t start = padding == model::Padding::kLeft ? width - length : 0;
+      const int64_t alone_start = padding == model::Padding::kLeft ? alone.embeds.size(1) - length : 0;
+      EXPECT_TRUE(torch::allclose(mixed_logits[r].narrow(0, start, length),
+                                  alone_logits[0].narrow(0, alone_start, length), 1e-4, 1e-5))
+          << "row " << r;
+    }
+  }
+}
+
+TEST_F(MixedBatch, ResponseLogitsAreThePositionsThatPredictEachResponseToken) {
+  torch::NoGradGuard no_grad;
+  const model::SpecialTokens tokens = tiny_tokens();
+  std::vector<model::SequenceSpec> specs(2);
+  specs[0].question = questions[0];
+  specs[0].response = responses[0];
+  specs[1].question = questions[1];
+  specs[1].response = responses[1];
+  const model::DecoderBatch inputs =
+      model::assemble_sequences(lalm, at::Tensor(), at::Tensor(), specs, tokens, model::Padding::kRight);
+  const at::Tensor logits = lalm->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
+  const ResponseLogits out = response_logits(logits, inputs, {responses[0], responses[1]});
+  ASSERT_EQ(out.logits.size(1), 7);  // the longest response
+  for (int64_t r = 0; r < 2; ++r) {
+    const auto& response = responses[static_cast<size_t>(r)];
+    for (int64_t t = 0; t < 7; ++t) {
+      const bool real = t < static_cast<int64_t>(response.size());
+      EXPECT_EQ(out.mask[r][t].item<bool>(), real);
+      if (!real) continue;
+      EXPECT_EQ(out.targets[r][t].item<int64_t>(), response[static_cast<size_t>(t)]);
+      // The training targets of the assembled batch agree on which position predicts which token.
+      const int64_t position = inputs.prompt_lengths[static_cast<size_t>(r)] - 1 + t;
+      EXPECT_EQ(inputs.targets[r][position].item<int64_t>(), response[static_cast<size_t>(t)]);
+      EXPECT_TRUE(torch::equal(out.logits[r][t], logits[r][position]));
+    }
+  }
+}
+
+TEST(Methods, EachMethodAsksForItsRolloutsAndLoss) {
+  CordConfig cord;
+  cord.alpha = 2.0;
+  cord.beta = 3.0;
+  cord.group_size = 4;
+  auto plan = [&](const char* method) {
+    cord.method = method;
+    return plan_for(cord);
+  };
+  MethodPlan p = plan("cord");
+  EXPECT_EQ(p.token_loss, TokenLoss::kReverseKl);
+  EXPECT_EQ(p.token_input, eval::Input::kAudio);
+  EXPECT_TRUE(p.grpo);
+  EXPECT_EQ(p.group_size, 4);
+  EXPECT_EQ(p.alpha, 2.0);
+  EXPECT_EQ(p.beta, 3.0);
+  p = plan("cord-unweighted");
+  EXPECT_TRUE(p.grpo);
+  EXPECT_EQ(p.alpha, 1.0);
+  EXPECT_EQ(p.beta, 1.0);
+  p = plan("opd");
+  EXPECT_EQ(p.token_loss, TokenLoss::kReverseKl);
+  EXPECT_FALSE(p.grpo);
+  EXPECT_EQ(p.group_size, 0);
+  p = plan("grpo");
+  EXPECT_EQ(p.token_loss, TokenLoss::kNone);
+  EXPECT_TRUE(p.grpo);
+  p = plan("sft");
+  EXPECT_EQ(p.token_loss, TokenLoss::kCrossEntropy);
+  EXPECT_EQ(p.token_input, eval::Input::kText);
+  EXPECT_FALSE(p.grpo);
+  p = plan("fkl");
+  EXPECT_EQ(p.token_loss, TokenLoss::kForwardKl);
+  EXPECT_EQ(p.token_input, eval::Input::kText);
+  EXPECT_THROW(plan("ppo"), UsageError);
+}
+
+}  // namespace
+}  // namespace cord::distill
