@@ -34,6 +34,26 @@ def machine(google_benchmark_context):
             "kernel": platform.release(), "load_avg": google_benchmark_context.get("load_avg")}
 
 
+def this_machine():
+    """The machine a CPU experiment ran on (its summarizer runs there too)."""
+    import os
+    return {"host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count(), "kernel": platform.release()}
+
+
+def targets_line(label, targets):
+    return f"{label}: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items())
+
+
+def write_experiment(out, result, lines):
+    """An experiment's out.json (indented) and out.md (the lines), and the Markdown on stdout."""
+    with open(out + ".json", "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    with open(out + ".md", "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
 def load(path):
     with open(path) as f:
         return json.load(f)

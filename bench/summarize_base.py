@@ -7,7 +7,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 
 import benchlib
 
@@ -57,14 +56,10 @@ def main():
     stages = {s: stage_summary(os.path.join(a.run, s, "metrics.jsonl")) for s in ("text", "align")}
     commits = sorted({records(os.path.join(a.run, s, "metrics.jsonl"))[0]["commit"] for s in ("text", "align")})
     result = {"what": "base LALM built from scratch: corpus, text stage, align stage, eval (bench/run_base.sh)",
-              "machine": {"host": platform.node(), "cpu": benchlib.cpu_model(), "cores": os.cpu_count(),
-                          "kernel": platform.release()},
+              "machine": benchlib.this_machine(),
               "commit": " ".join(commits), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "command": a.command, "config": a.config, "wall_seconds": wall, "timings": timings,
               "stages": stages, "eval": scores, "chance_accuracy": CHANCE, "targets": targets}
-    with open(a.out + ".json", "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
     with open(os.path.join(a.run, "eval", "eval.md")) as f:
         table = f.read().split("\n", 2)[2]
     lines = [f"# Base model: {a.config}", "",
@@ -76,10 +71,8 @@ def main():
              "| step | wall time |", "|---|---:|"]
     lines += [f"| {t['step']} | {t['seconds'] / 60:.1f} min |" for t in timings]
     lines += [f"| **total** | **{wall / 60:.1f} min** |", ""]
-    lines += ["Targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()), ""]
-    with open(a.out + ".md", "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    lines += [benchlib.targets_line("Targets", targets), ""]
+    benchlib.write_experiment(a.out, result, lines)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 
 import benchlib
 
@@ -80,15 +79,11 @@ def main():
         target = {"gap_reduction_at_least_40_percent": avg["gap_reduction"] is not None and avg["gap_reduction"] >= 0.40,
                   "text_accuracy_falls_at_most_1_point": avg["text_change"] >= -1.0}
     result = {"what": "Table 1: distill methods from one base model (bench/run_table1.sh)",
-              "machine": {"host": platform.node(), "cpu": benchlib.cpu_model(), "cores": os.cpu_count(),
-                          "kernel": platform.release()},
+              "machine": benchlib.this_machine(),
               "commit": " ".join(sorted(commits)), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "command": a.command, "config": a.config, "wall_seconds": wall,
               "base": {"weights": base.get("weights"), "scores": row(base, base)}, "methods": methods,
               "targets": target}
-    with open(a.out + ".json", "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
     plot(curves, a.out + ".png")
 
     families = sorted(base["families"])
@@ -118,10 +113,8 @@ def main():
         lines.append(f"| {method} | " + " | ".join(f"{m['scores'][f]['text_accuracy']:.1f}" for f in families) + " |")
     lines += ["", f"Audio accuracy over steps (validation split): {os.path.basename(a.out)}.png", ""]
     if target is not None:
-        lines += ["Targets (cord): " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in target.items()), ""]
-    with open(a.out + ".md", "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+        lines += [benchlib.targets_line("Targets (cord)", target), ""]
+    benchlib.write_experiment(a.out, result, lines)
 
 
 if __name__ == "__main__":

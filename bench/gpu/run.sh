@@ -2,13 +2,14 @@
 # The GPU check for a machine with one NVIDIA GPU (written for an H100), in about 5 minutes:
 #   1. build cord in Release with CUDA into build-gpu (or use a bundle from bench/gpu/bundle.sh)
 #   2. the gpu tests (CPU-vs-GPU model equivalence in fp32 and bf16, KV cache, NCCL)
-#   3. a tiny text + align + eval pipeline on the GPU (bf16 autocast)
+#   3. a tiny text + align + eval pipeline on the GPU (bf16 autocast), then the CORD distill stage
 #   4. the GPU benchmarks of the gpu config (bf16 GEMM peak, training step, KV-cached decoding)
 #   5. bench/gpu/summarize_gpu.py: tokens/s, MFU against the GEMM peak of the same run
 # Everything (logs, JSON) goes to OUT. The script goes on after a failing step and exits
 # non-zero at the end if any step failed.
 # Usage: bench/gpu/run.sh [OUT]            (default: $OUT, else bench/gpu/out)
-# Environment: CORD_GPU_BUNDLE=DIR uses prebuilt binaries and libraries instead of building.
+# Environment: CORD_GPU_BUNDLE=DIR uses prebuilt binaries and libraries instead of building;
+#              CORD_GPU_NO_BENCH=1 stops after the pipeline (no benchmarks, no summary).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-${OUT:-bench/gpu/out}}
@@ -60,10 +61,17 @@ gpu_sets=(--config jobs/pipeline_tiny.toml --set runtime.device=cuda --set "trai
 step train_text 300 "$bin/cord" train "${gpu_sets[@]}" --set train.stage=text
 step train_align 300 "$bin/cord" train "${gpu_sets[@]}" --set train.stage=align
 step eval 120 "$bin/cord" eval "${gpu_sets[@]}" --out "$run_dir/eval"
+step distill 300 "$bin/cord" train "${gpu_sets[@]}" --set train.stage=distill --set train.distill.steps=20 \
+  --set train.distill.global_batch=16 --set cord.max_new_tokens=48 --set train.log_every=5 --set train.val_items=16
+finish() {  # finish NOTE: the verdict, exit 1 when a step failed
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}" | tee -a "$out/run.log"
+    exit 1
+  fi
+  echo "all steps passed$1" | tee -a "$out/run.log"
+  exit 0
+}
+[ "${CORD_GPU_NO_BENCH:-0}" = 1 ] && finish " (benchmarks not run)"
 step bench 420 "$bench" --job jobs/model_gpu.toml --benchmark_out="$out/gpu_bench.json" --benchmark_out_format=json
 step summary 60 python3 bench/gpu/summarize_gpu.py "$out"
-if [ ${#failed[@]} -gt 0 ]; then
-  echo "FAILED: ${failed[*]}" | tee -a "$out/run.log"
-  exit 1
-fi
-echo "all steps passed" | tee -a "$out/run.log"
+finish ""

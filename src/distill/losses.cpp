@@ -82,6 +82,29 @@ at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Agg
   throw Error("unknown aggregation");
 }
 
+TokenTerms token_terms(TokenLoss kind, const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                       const at::Tensor& targets, const at::Tensor& mask, double alpha, double beta, int64_t top_k,
+                       const comm::ProcessGroup& tp_group) {
+  TokenTerms out;
+  switch (kind) {
+    case TokenLoss::kCrossEntropy:
+      out.per_position = model::vocab_parallel_cross_entropy(float32(student_logits), targets, tp_group);
+      return out;
+    case TokenLoss::kReverseKl:
+      out.divergence = reverse_kl(student_logits, teacher_logits, tp_group);
+      out.per_position = cord_weights(out.divergence, mask, alpha, beta, top_k).to(out.divergence.scalar_type()) *
+                         out.divergence;
+      return out;
+    case TokenLoss::kForwardKl:
+      out.divergence = forward_kl(student_logits, teacher_logits, tp_group);
+      out.per_position = out.divergence;
+      return out;
+    case TokenLoss::kNone:
+      break;
+  }
+  throw Error("token_terms: the method has no token-level loss");
+}
+
 at::Tensor grpo_advantages(const at::Tensor& rewards, bool normalize_by_std) {
   CORD_CHECK(rewards.dim() == 2, "rewards must be [prompts, rollouts]");
   const at::Tensor r = rewards.to(torch::kFloat);

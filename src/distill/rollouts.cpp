@@ -113,4 +113,19 @@ ResponseLogits response_logits(const at::Tensor& logits, const model::DecoderBat
   return out;
 }
 
+at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows& questions,
+                                   const model::TokenRows& responses, int64_t width) {
+  CORD_CHECK(questions.size() == responses.size(), "one question per rollout expected");
+  torch::NoGradGuard no_grad;
+  std::vector<model::SequenceSpec> specs(questions.size());
+  for (size_t r = 0; r < questions.size(); ++r) {
+    specs[r].question = questions[r];
+    specs[r].response = responses[r];
+  }
+  const model::DecoderBatch inputs = model::assemble_sequences(teacher, at::Tensor(), at::Tensor(), specs,
+                                                               eval::corpus_special_tokens(), model::Padding::kRight);
+  const at::Tensor logits = teacher->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
+  return response_logits(logits, inputs, responses, width).logits;
+}
+
 }  // namespace cord::distill

@@ -145,41 +145,24 @@ struct Distiller::State {
       const at::Tensor s_logits = student.logits.narrow(0, 0, token_rows);
       const at::Tensor mask = student.mask.narrow(0, 0, token_rows);
       const model::TokenRows token_responses(responses.begin(), responses.begin() + token_rows);
-      at::Tensor per_position;
-      if (plan.token_loss == TokenLoss::kCrossEntropy) {
-        per_position = model::vocab_parallel_cross_entropy(float32(s_logits), student.targets.narrow(0, 0, token_rows), tp);
-      } else {
-        at::Tensor t_logits;
-        {
-          // The teacher reads the text question and the same rollout; it never gets a gradient.
-          torch::NoGradGuard no_grad;
-          std::vector<model::SequenceSpec> teacher_specs;
-          const model::TokenRows questions = eval::token_rows(part.question, part.question_mask);
-          for (int64_t r = 0; r < token_rows; ++r) {
-            model::SequenceSpec spec;
-            spec.question = questions[static_cast<size_t>(r)];
-            spec.response = token_responses[static_cast<size_t>(r)];
-            teacher_specs.push_back(std::move(spec));
-          }
-          model::Lalm& t = teacher();
-          const model::DecoderBatch teacher_inputs =
-              model::assemble_sequences(t, at::Tensor(), at::Tensor(), teacher_specs, tokens, model::Padding::kRight);
-          const at::Tensor full = t->decoder->forward(teacher_inputs.embeds, teacher_inputs.positions, teacher_inputs.mask);
-          t_logits = distill::response_logits(full, teacher_inputs, token_responses, s_logits.size(1)).logits;
-        }
-        const bool reverse = plan.token_loss == TokenLoss::kReverseKl;
-        const at::Tensor divergence =
-            reverse ? distill::reverse_kl(s_logits, t_logits, tp) : distill::forward_kl(s_logits, t_logits, tp);
-        stats.divergence_sum += (divergence.detach() * mask.to(divergence.scalar_type())).sum().item<double>();
+      at::Tensor t_logits;
+      if (plan.token_loss != TokenLoss::kCrossEntropy) {
+        // The teacher reads the text question and the same rollout; it never gets a gradient.
+        const model::TokenRows questions = eval::token_rows(part.question, part.question_mask);
+        t_logits = distill::teacher_response_logits(teacher(), questions, token_responses, s_logits.size(1));
+      }
+      const distill::TokenTerms terms =
+          distill::token_terms(plan.token_loss, s_logits, t_logits, student.targets.narrow(0, 0, token_rows), mask,
+                               plan.alpha, plan.beta, cc.top_k, tp);
+      if (terms.divergence.defined()) {
+        stats.divergence_sum += (terms.divergence.detach() * mask.to(terms.divergence.scalar_type())).sum().item<double>();
         stats.divergence_tokens += mask.sum().item<double>();
-        per_position = reverse ? distill::cord_weights(divergence, mask, plan.alpha, plan.beta, cc.top_k) * divergence
-                               : divergence;
       }
       // token_mean: a mean over the global batch's tokens; sum / sequence_mean: over its rollouts.
       const double scale = aggregation == distill::Aggregation::kTokenMean
                                ? mask.sum().item<double>() * token_scale_per_token
                                : prompt_share;
-      const at::Tensor token_term = distill::aggregate(per_position, mask, aggregation) * scale;
+      const at::Tensor token_term = distill::aggregate(terms.per_position, mask, aggregation) * scale;
       stats.token_loss += token_term.item<double>();
       loss = loss + cc.token_loss_weight * token_term;
     }
@@ -332,6 +315,7 @@ StageSummary Distiller::run() {
   at::Tensor window = torch::zeros({kStatCount}, torch::kDouble);
   double window_seconds = 0, window_generate_seconds = 0;
   int64_t window_steps = 0, optimizer_steps = 0;
+  double grad_norm = 0;  // of the last update, for the step line
   validate(0);
   s.model->train();
   for (int64_t step = 0; step < stage.steps; ++step) {
@@ -398,7 +382,7 @@ StageSummary Distiller::run() {
       at::Tensor totals = stats_tensor(stats);
       if (groups.dp.size() > 1) comm::all_reduce(groups.dp, totals, comm::ReduceOp::kSum);
       const double loss = totals[0].item<double>() / groups.dp.size();
-      const double grad_norm = global_grad_norm(s.params.shards, groups.tp);
+      grad_norm = global_grad_norm(s.params.shards, groups.tp);
       if (!nonfinite.finite(loss, grad_norm, step + 1, groups.world, s.metrics.get())) continue;
       if (tc.grad_clip > 0) clip_grad_norm(s.params.shards, grad_norm, tc.grad_clip);
       const double lr = s.schedule.at(update);
@@ -431,29 +415,28 @@ StageSummary Distiller::run() {
       char line[320];
       std::snprintf(line, sizeof line,
                     "step %lld/%lld | distill %s | loss %.4f | tok %.4f | seq %.4f | kl %.4f | reward %.3f | "
-                    "len %.1f | lr %.2e | %.0f ms/step (%.0f%% rollouts) | %.0f rollout tok/s | ETA %s",
+                    "len %.1f | grad %.3f | lr %.2e | %.0f ms/step (%.0f%% rollouts) | %.0f rollout tok/s | ETA %s",
                     static_cast<long long>(step + 1), static_cast<long long>(stage.steps), cc.method.c_str(),
-                    mean_loss, token_loss, sequence_loss, divergence, reward, mean_length, lr,
+                    mean_loss, token_loss, sequence_loss, divergence, reward, mean_length, grad_norm, lr,
                     1000.0 * window_seconds / static_cast<double>(window_steps),
                     100.0 * window_generate_seconds / window_seconds, tokens_per_s,
                     format_duration(step_ema * static_cast<double>(stage.steps - step - 1)).c_str());
-      CORD_LOG(kInfo) << line << (summary.skipped > 0 ? " | skipped " + std::to_string(summary.skipped) : "");
-      if (rank0) {
-        s.metrics->write({{"type", "step"},
-                          {"step", step + 1},
-                          {"loss", mean_loss},
-                          {"token_loss", token_loss},
-                          {"sequence_loss", sequence_loss},
-                          {"divergence", divergence},
-                          {"reward", reward},
-                          {"rollout_length", mean_length},
-                          {"lr", lr},
-                          {"ms_per_step", 1000.0 * step_seconds},
-                          {"rollout_share", window_generate_seconds / window_seconds},
-                          {"rollout_tokens_per_s", tokens_per_s},
-                          {"skipped", summary.skipped},
-                          {"elapsed_s", seconds_since(stage_start)}});
-      }
+      report_step(line,
+                  {{"type", "step"},
+                   {"step", step + 1},
+                   {"loss", mean_loss},
+                   {"token_loss", token_loss},
+                   {"sequence_loss", sequence_loss},
+                   {"divergence", divergence},
+                   {"reward", reward},
+                   {"rollout_length", mean_length},
+                   {"grad_norm", grad_norm},
+                   {"lr", lr},
+                   {"ms_per_step", 1000.0 * step_seconds},
+                   {"rollout_share", window_generate_seconds / window_seconds},
+                   {"rollout_tokens_per_s", tokens_per_s},
+                   {"elapsed_s", seconds_since(stage_start)}},
+                  summary.skipped, s.metrics.get());
       window.zero_();
       window_seconds = window_generate_seconds = 0;
       window_steps = 0;

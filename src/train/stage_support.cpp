@@ -70,6 +70,13 @@ void MetricsFile::write(const nlohmann::json& record) {
   out_.flush();
 }
 
+void report_step(const std::string& line, nlohmann::json record, int64_t skipped, MetricsFile* metrics) {
+  CORD_LOG(kInfo) << line << (skipped > 0 ? " | skipped " + std::to_string(skipped) : "");
+  if (metrics == nullptr) return;
+  record["skipped"] = skipped;
+  metrics->write(record);
+}
+
 TrainableParameters trainable_parameters(model::Lalm& model, const comm::ProcessGroup& tp_group) {
   TrainableParameters out;
   for (const model::ParamShard& shard : model::sharded_parameters(*model, tp_group)) {

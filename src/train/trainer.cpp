@@ -309,20 +309,18 @@ StageSummary Trainer::run() {
                     grad_norm, lr, 1000.0 * window_seconds / static_cast<double>(window_steps), tokens_per_s, mfu,
                     format_duration(eta).c_str());
       summary.skipped = nonfinite.skipped();
-      CORD_LOG(kInfo) << line << (summary.skipped > 0 ? " | skipped " + std::to_string(summary.skipped) : "");
-      if (rank0) {
-        s.metrics->write({{"type", "step"},
-                          {"step", step + 1},
-                          {"loss", mean_loss},
-                          {"step_loss", loss},
-                          {"grad_norm", grad_norm},
-                          {"lr", lr},
-                          {"ms_per_step", 1000.0 * step_seconds},
-                          {"tokens_per_s", tokens_per_s},
-                          {"mfu", mfu},
-                          {"skipped", summary.skipped},
-                          {"elapsed_s", seconds_since(stage_start)}});
-      }
+      report_step(line,
+                  {{"type", "step"},
+                   {"step", step + 1},
+                   {"loss", mean_loss},
+                   {"step_loss", loss},
+                   {"grad_norm", grad_norm},
+                   {"lr", lr},
+                   {"ms_per_step", 1000.0 * step_seconds},
+                   {"tokens_per_s", tokens_per_s},
+                   {"mfu", mfu},
+                   {"elapsed_s", seconds_since(stage_start)}},
+                  summary.skipped, s.metrics.get());
       window_tokens = window_flops = window_seconds = window_loss = 0;
       window_steps = 0;
     }

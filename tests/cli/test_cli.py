@@ -579,6 +579,31 @@ def case_distill_layouts_np2():
                    f"{name}: same losses: {a} vs {b}")
 
 
+def case_distill_options():
+    """PPO clipping with inner steps, a frozen teacher, other aggregations, and frozen groups."""
+    import h5py
+    import numpy as np
+    init = os.path.join(pipeline_dir(), "align", "model.h5")
+    for name, sets in (("ppo", ["--set", "cord.ppo_inner_steps=2", "--set", "cord.normalize_advantages=true"]),
+                       ("frozen-teacher", ["--set", "cord.teacher=initial", "--set", "cord.aggregation=sequence_mean"]),
+                       ("audio-only", ["--set", "cord.trainable=encoder,projector", "--set", "cord.aggregation=token_mean",
+                                       "--set", "cord.judge=ground_truth"])):
+        run_dir = os.path.join(ARGS.work_dir, "distill-" + name)
+        proc, records = distill(run_dir, "--set", "train.val_items=0", *sets)
+        expect(proc.returncode == 0, f"{name}: runs", proc)
+        steps = [r for r in records if r["type"] == "step"]
+        expect(len(steps) == 3 and all(math.isfinite(r["loss"]) for r in steps), f"{name}: finite losses {steps}")
+        end = records[-1]
+        expect(end["optimizer_steps"] == (6 if name == "ppo" else 3), f"{name}: optimizer steps {end}")
+        with h5py.File(init, "r") as a, h5py.File(os.path.join(run_dir, "distill", "model.h5"), "r") as b:
+            changed = {k: not np.array_equal(a["params"][k][()], b["params"][k][()]) for k in a["params"]}
+        decoder = [k for k in changed if k.startswith("decoder.")]
+        audio = [k for k in changed if k.startswith(("encoder.", "projector."))]
+        expect(decoder and audio and any(changed[k] for k in audio), f"{name}: the audio path learns")
+        expect(any(changed[k] for k in decoder) == (name != "audio-only"),
+               f"{name}: the decoder learns iff cord.trainable names it: {[k for k in decoder if changed[k]]}")
+
+
 def case_distill_bad_input():
     scratch = os.path.join(ARGS.work_dir, "distill-bad")
     proc, _ = distill(scratch, "--set", "train.init=")
@@ -610,7 +635,8 @@ def case_eval_layouts_np2():
 
 
 def case_gpu_pipeline():
-    """Both training stages and eval on the GPU (bf16 autocast); exit 77 (skipped) without one."""
+    """Both training stages, eval and the CORD distill stage on the GPU (bf16 autocast); exit 77
+    (skipped) without one."""
     proc = cord("info", "--json")
     expect(proc.returncode == 0, "info --json", proc)
     rank = json.loads(proc.stdout)["ranks"][0]
@@ -635,6 +661,15 @@ def case_gpu_pipeline():
         expect(steps[-1]["loss"] < steps[0]["loss"], f"{stage}: the loss falls on the GPU")
     proc = cord("eval", *sets, "--out", os.path.join(run_dir, "eval"))
     expect(proc.returncode == 0 and "| **average** |" in proc.stdout, "eval on the GPU", proc)
+    proc = cord("train", *sets, "--set", "train.stage=distill", "--set", "train.distill.steps=4",
+                "--set", "train.distill.global_batch=8", "--set", "cord.max_new_tokens=32",
+                "--set", "train.log_every=1", "--set", "train.val_items=8")
+    expect(proc.returncode == 0, "CORD distill stage on the GPU", proc)
+    records = metrics(os.path.join(run_dir, "distill", "metrics.jsonl"))
+    expect(records[0]["device"] == "cuda:0" and records[0]["precision"] == "bf16", f"distill on cuda:0: {records[0]}")
+    steps = [r for r in records if r["type"] == "step"]
+    expect(len(steps) == 4 and all(math.isfinite(r["loss"]) and r["divergence"] > 0 for r in steps),
+           f"distill: finite losses and divergences on the GPU: {steps}")
 
 
 def main():

@@ -118,6 +118,60 @@ TEST_F(MixedBatch, ResponseLogitsAreThePositionsThatPredictEachResponseToken) {
   }
 }
 
+// CORD's token loss through a whole tiny model, in float64: the student reads audio, the
+// teacher (the same weights, cord.teacher = current) reads text, both on the same
+// rollouts. The autograd gradient must equal finite differences that move the student's
+// weights only: no gradient reaches the teacher pass.
+TEST_F(MixedBatch, TokenLossGradientMatchesFiniteDifferencesWithTheTeacherHeldFixed) {
+  model::Lalm teacher_copy(tiny_model_config(), solo_group());
+  lalm->to(torch::kDouble);
+  teacher_copy->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    const auto source = lalm->parameters();
+    const auto target = teacher_copy->parameters();
+    for (size_t i = 0; i < source.size(); ++i) target[i].copy_(source[i]);
+  }
+  const at::Tensor mel64 = mel.to(torch::kDouble);
+  const model::TokenRows rollouts{responses[0], responses[1]};
+  // student: the model under test; teacher: the same model, or a fixed copy for the differences
+  auto loss = [&](model::Lalm& teacher) {
+    const auto [frames, frame_lengths] = lalm->encode_audio(mel64, mel_lengths);
+    std::vector<model::SequenceSpec> specs(2);
+    for (size_t r = 0; r < 2; ++r) {
+      specs[r].audio_row = static_cast<int64_t>(r);
+      specs[r].response = rollouts[r];
+    }
+    const model::DecoderBatch inputs =
+        model::assemble_sequences(lalm, frames, frame_lengths, specs, tiny_tokens(), model::Padding::kRight);
+    const ResponseLogits student =
+        response_logits(lalm->decoder->forward(inputs.embeds, inputs.positions, inputs.mask), inputs, rollouts);
+    const at::Tensor teacher_logits = teacher_response_logits(teacher, questions, rollouts, student.logits.size(1));
+    EXPECT_FALSE(teacher_logits.requires_grad());
+    const TokenTerms terms = token_terms(TokenLoss::kReverseKl, student.logits, teacher_logits, student.targets,
+                                         student.mask, 2.0, 2.0, 3, solo_group());
+    return aggregate(terms.per_position, student.mask, Aggregation::kSum);
+  };
+  const std::vector<at::Tensor> checked{lalm->encoder->conv1->weight, lalm->projector->up->weight,
+                                        lalm->decoder->embedding->weight, lalm->decoder->norm->weight};
+  const std::vector<at::Tensor> grads = torch::autograd::grad({loss(lalm)}, checked);
+  const double eps = 1e-6;
+  for (size_t p = 0; p < checked.size(); ++p) {
+    for (const int64_t i : {int64_t{0}, checked[p].numel() / 2, checked[p].numel() - 1}) {
+      torch::NoGradGuard no_grad;
+      const double original = checked[p].view(-1)[i].item<double>();
+      checked[p].view(-1)[i] = original + eps;
+      const double plus = loss(teacher_copy).item<double>();
+      checked[p].view(-1)[i] = original - eps;
+      const double minus = loss(teacher_copy).item<double>();
+      checked[p].view(-1)[i] = original;
+      const double numeric = (plus - minus) / (2 * eps);
+      EXPECT_NEAR(grads[p].view(-1)[i].item<double>(), numeric, 1e-5 * std::max(1.0, std::abs(numeric)))
+          << "parameter " << p << " element " << i;
+    }
+  }
+}
+
 TEST(Methods, EachMethodAsksForItsRolloutsAndLoss) {
   CordConfig cord;
   cord.alpha = 2.0;

@@ -41,6 +41,26 @@ at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Agg
 // rewards [P, N] (N rollouts of each of P prompts) -> advantages [P, N].
 at::Tensor grpo_advantages(const at::Tensor& rewards, bool normalize_by_std);
 
+// The token-level loss of a distill method.
+enum class TokenLoss {
+  kNone,
+  kReverseKl,     // on-policy: KL(student || teacher) on the student's audio rollout, weighted w_t
+  kForwardKl,     // KL(teacher || student) on the teacher's text rollout
+  kCrossEntropy,  // SFT: -log p(y_t | audio, y_<t) on the teacher's text rollout
+};
+
+// Student and teacher response logits [R, T, V/P] (teacher unused for kCrossEntropy),
+// targets [R, T] (-1 past each response), mask [R, T] -> the per-position loss [R, T]
+// (for reverse KL already weighted by cord_weights(alpha, beta, top_k)) and the unweighted
+// divergence [R, T] (undefined for cross-entropy). Aggregate with aggregate().
+struct TokenTerms {
+  at::Tensor per_position;
+  at::Tensor divergence;
+};
+TokenTerms token_terms(TokenLoss kind, const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+                       const at::Tensor& targets, const at::Tensor& mask, double alpha, double beta, int64_t top_k,
+                       const comm::ProcessGroup& tp_group);
+
 // sequence_log_probs [P, N] (differentiable), advantages [P, N] (constants) ->
 // -(1/N) sum_i A_i log p(y_i), averaged over prompts.
 at::Tensor grpo_loss(const at::Tensor& sequence_log_probs, const at::Tensor& advantages);

@@ -10,18 +10,12 @@
 #include "cord/config/config.hpp"
 #include "cord/data/loader.hpp"
 #include "cord/data/tokenizer.hpp"
+#include "cord/distill/losses.hpp"
 #include "cord/eval/prompts.hpp"
 #include "cord/model/batch.hpp"
 #include "cord/model/precision.hpp"
 
 namespace cord::distill {
-
-enum class TokenLoss {
-  kNone,
-  kReverseKl,     // on-policy: KL(student || teacher) on the student's audio rollout (weighted)
-  kForwardKl,     // KL(teacher || student) on the teacher's text rollout
-  kCrossEntropy,  // SFT: -log p(y_t | audio, y_<t) on the teacher's text rollout
-};
 
 // What one cord.method generates and trains on.
 struct MethodPlan {
@@ -60,5 +54,10 @@ struct ResponseLogits {
 };
 ResponseLogits response_logits(const at::Tensor& logits, const model::DecoderBatch& inputs,
                                const model::TokenRows& responses, int64_t width = 0);
+
+// The teacher pass: `teacher` reads each text question followed by the same rollout, one
+// batched forward under no-grad -> response logits [R, width, V/P] (never part of a graph).
+at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows& questions,
+                                   const model::TokenRows& responses, int64_t width);
 
 }  // namespace cord::distill

@@ -41,6 +41,10 @@ class MetricsFile {
   std::ofstream out_;
 };
 
+// One step line on the log, with the running count of skipped steps when there are any,
+// and its JSON record (`record` plus "skipped") in `metrics` (rank 0; null elsewhere).
+void report_step(const std::string& line, nlohmann::json record, int64_t skipped, MetricsFile* metrics);
+
 // The parameters of `model` that require a gradient (freeze the others first), and the
 // global parameter counts.
 struct TrainableParameters {
