@@ -11,7 +11,6 @@
 
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/comm/collectives.hpp"
-#include "cord/config/load.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
@@ -446,22 +445,8 @@ StageSummary Distiller::run() {
   validate(stage.steps);
 
   summary.skipped = nonfinite.skipped();
-  summary.weights_path = s.run_dir + "/model.h5";
-  ckpt::save_weights(summary.weights_path, s.model, groups,
-                     {tc.stage, summary.steps, to_toml(s.config), s.corpus->tokenizer().vocab()});
-  summary.seconds = seconds_since(stage_start);
-  if (rank0) {
-    s.metrics->write({{"type", "end"},
-                      {"steps", summary.steps},
-                      {"optimizer_steps", optimizer_steps},
-                      {"skipped", summary.skipped},
-                      {"last_loss", summary.last_loss},
-                      {"seconds", summary.seconds},
-                      {"weights", summary.weights_path}});
-  }
-  CORD_LOG(kInfo) << "train distill: done, " << summary.steps << " steps (" << summary.skipped << " skipped) in "
-                  << format_duration(summary.seconds) << ", last loss " << summary.last_loss << " -> "
-                  << summary.weights_path;
+  finish_stage(summary, s.run_dir, tc.stage, s.model, groups, s.config, s.corpus->tokenizer().vocab(), stage_start,
+               s.metrics.get(), {{"optimizer_steps", optimizer_steps}});
   return summary;
 }
 

@@ -6,12 +6,14 @@
 #include <cstdio>
 #include <numeric>
 
+#include "cord/ckpt/model_weights.hpp"
 #include "cord/config/load.hpp"
 #include "cord/core/build_info.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
 #include "cord/train/optimizer.hpp"
+#include "cord/train/trainer.hpp"
 
 namespace cord::train {
 
@@ -75,6 +77,27 @@ void report_step(const std::string& line, nlohmann::json record, int64_t skipped
   if (metrics == nullptr) return;
   record["skipped"] = skipped;
   metrics->write(record);
+}
+
+void finish_stage(StageSummary& summary, const std::string& stage_dir, const std::string& stage, model::Lalm& model,
+                  const comm::ProcessGroups& groups, const Config& config, const std::vector<std::string>& vocab,
+                  Clock::time_point start, MetricsFile* metrics, const nlohmann::json& extra) {
+  summary.weights_path = stage_dir + "/model.h5";
+  ckpt::save_weights(summary.weights_path, model, groups, {stage, summary.steps, to_toml(config), vocab});
+  summary.seconds = seconds_since(start);
+  if (metrics != nullptr) {
+    nlohmann::json record{{"type", "end"},
+                          {"steps", summary.steps},
+                          {"skipped", summary.skipped},
+                          {"last_loss", summary.last_loss},
+                          {"seconds", summary.seconds},
+                          {"weights", summary.weights_path}};
+    record.update(extra);
+    metrics->write(record);
+  }
+  CORD_LOG(kInfo) << "train " << stage << ": done, " << summary.steps << " steps (" << summary.skipped
+                  << " skipped) in " << format_duration(summary.seconds) << ", last loss " << summary.last_loss
+                  << " -> " << summary.weights_path;
 }
 
 TrainableParameters trainable_parameters(model::Lalm& model, const comm::ProcessGroup& tp_group) {

@@ -12,7 +12,6 @@
 
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/comm/collectives.hpp"
-#include "cord/config/load.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
@@ -329,21 +328,8 @@ StageSummary Trainer::run() {
   validate(s.stage.steps);
 
   summary.skipped = nonfinite.skipped();
-  summary.weights_path = s.run_dir + "/model.h5";
-  ckpt::save_weights(summary.weights_path, s.model, groups,
-                     {tc.stage, summary.steps, to_toml(s.config), s.corpus->tokenizer().vocab()});
-  summary.seconds = seconds_since(stage_start);
-  if (rank0) {
-    s.metrics->write({{"type", "end"},
-                      {"steps", summary.steps},
-                      {"skipped", summary.skipped},
-                      {"last_loss", summary.last_loss},
-                      {"seconds", summary.seconds},
-                      {"weights", summary.weights_path}});
-  }
-  CORD_LOG(kInfo) << "train " << tc.stage << ": done, " << summary.steps << " steps (" << summary.skipped
-                  << " skipped) in " << format_duration(summary.seconds) << ", last loss " << summary.last_loss
-                  << " -> " << summary.weights_path;
+  finish_stage(summary, s.run_dir, tc.stage, s.model, groups, s.config, s.corpus->tokenizer().vocab(), stage_start,
+               s.metrics.get(), json::object());
   return summary;
 }
 

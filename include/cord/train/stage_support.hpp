@@ -18,6 +18,8 @@
 
 namespace cord::train {
 
+struct StageSummary;  // trainer.hpp
+
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start);
 std::string host_name();
@@ -44,6 +46,13 @@ class MetricsFile {
 // One step line on the log, with the running count of skipped steps when there are any,
 // and its JSON record (`record` plus "skipped") in `metrics` (rank 0; null elsewhere).
 void report_step(const std::string& line, nlohmann::json record, int64_t skipped, MetricsFile* metrics);
+
+// The end of a stage, collective: the weights to STAGE_DIR/model.h5 (ckpt/model_weights),
+// the `end` record (steps, skipped, last_loss, seconds, weights, plus `extra`) and the
+// closing log line. Sets summary.weights_path and summary.seconds (since `start`).
+void finish_stage(StageSummary& summary, const std::string& stage_dir, const std::string& stage, model::Lalm& model,
+                  const comm::ProcessGroups& groups, const Config& config, const std::vector<std::string>& vocab,
+                  Clock::time_point start, MetricsFile* metrics, const nlohmann::json& extra);
 
 // The parameters of `model` that require a gradient (freeze the others first), and the
 // global parameter counts.
