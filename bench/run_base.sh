@@ -5,7 +5,8 @@
 # the gap, transcript WER, wall time per step, machine, commit and command.
 # Usage: bench/run_base.sh [CONFIG] [RUN_DIR]
 #   (default: jobs/base_small.toml runs/base_small; NAME = the config's file name)
-# The corpus is regenerated (a from-scratch build) unless CORD_REUSE_CORPUS=1.
+# The corpus is regenerated and both stages train from step 0 (a from-scratch build) unless
+# CORD_REUSE_CORPUS=1; CORD_RESUME=auto continues an interrupted run from its checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-jobs/base_small.toml}
@@ -13,6 +14,7 @@ run=${2:-runs/base_small}
 name=$(basename "$config" .toml)
 mkdir -p "$run" bench/results
 [ "${CORD_REUSE_CORPUS:-0}" = 1 ] || rm -f "$run/corpus.h5"
+export CORD_RESUME=${CORD_RESUME:-none}
 start=$(date +%s.%N)
 jobs/pipeline.sh "$config" "$run" 2>&1 | tee "$run/pipeline.log"
 end=$(date +%s.%N)

@@ -11,7 +11,9 @@
 #             that every row of the table scores the same items
 #   RUN_DIR   where each method's run goes, RUN_DIR/METHOD (default runs/NAME)
 # Environment: CORD_METHODS (default: cord cord-unweighted opd grpo sft fkl),
-#              CORD_RANKS (default 2), CORD_BUILD_DIR (default build).
+#              CORD_RANKS (default 2), CORD_BUILD_DIR (default build),
+#              CORD_RESUME (default none: every method trains from step 0; auto continues
+#              an interrupted experiment from each method's newest committed checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-jobs/table1_small.toml}
@@ -38,6 +40,7 @@ for method in $methods; do
   t0=$(date +%s.%N)
   mpiexec -n "$ranks" "$build/cord" train --config "$config" "${data[@]}" --set train.stage=distill \
     --set "cord.method=$method" --set "train.init=$base/align/model.h5" --set "train.run_dir=$run/$method" \
+    --resume "${CORD_RESUME:-none}" \
     2>&1 | tee "$run/$method.log"
   mpiexec -n "$ranks" "$build/cord" eval --config "$config" "${data[@]}" --ckpt "$run/$method/distill/model.h5" \
     --out "$run/$method/eval" 2>&1 | tee -a "$run/$method.log"

@@ -7,7 +7,10 @@
 # CONFIG   a job file (default: none, the configuration embedded in cord)
 # RUN_DIR  where everything goes (default: runs/main): corpus.h5, text/, align/, eval/,
 #          and timings.tsv (seconds per step, with its command)
-# Environment: CORD_RANKS (MPI ranks, default 2), CORD_BUILD_DIR (default build).
+# Environment: CORD_RANKS (MPI ranks, default 2), CORD_BUILD_DIR (default build),
+#   CORD_RESUME (the training stages' --resume: default auto, so that a rerun after a
+#   preemption or a crash continues each stage from its newest committed checkpoint, and a
+#   finished stage only re-validates and rewrites its weights; none = from scratch).
 # The corpus is reused when RUN_DIR/corpus.h5 exists; delete it to regenerate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +44,8 @@ if [ -f "$run/corpus.h5" ]; then
 else
   step corpus corpus synth "${common[@]}" --out "$run/corpus.h5"
 fi
-step text train "${common[@]}" --set train.stage=text
-step align train "${common[@]}" --set train.stage=align
+resume=${CORD_RESUME:-auto}
+step text train "${common[@]}" --set train.stage=text --resume "$resume"
+step align train "${common[@]}" --set train.stage=align --resume "$resume"
 step eval eval "${common[@]}" --out "$run/eval"
 echo "[pipeline] done: $run/eval/eval.md; seconds per step in $run/timings.tsv" >&2

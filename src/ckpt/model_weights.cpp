@@ -4,48 +4,18 @@
 
 #include <cstdio>
 #include <algorithm>
-#include <sstream>
 
 #include "cord/comm/collectives.hpp"
-#include "cord/core/build_info.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/h5/h5.hpp"
+#include "file_attributes.hpp"
 
 namespace cord::ckpt {
 namespace {
 
 constexpr const char* kFormat = "cord-weights";
 constexpr int64_t kVersion = 1;
-
-// Fields that do not change the architecture (a model initialised differently loads fine).
-bool architecture_field(std::string_view key) {
-  return key.substr(0, 6) == "model." && key != "model.init_seed" && key != "model.init_std";
-}
-
-std::string field_text(const Field& field) {
-  return std::visit(
-      [](auto* p) -> std::string {
-        std::ostringstream os;
-        os << *p;
-        return os.str();
-      },
-      field.ref);
-}
-
-std::string join_lines(const std::vector<std::string>& lines) {
-  std::string out;
-  for (size_t i = 0; i < lines.size(); ++i) out += (i == 0 ? "" : "\n") + lines[i];
-  return out;
-}
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
 
 std::string param_dataset(const std::string& name) { return "/params/" + name; }
 
@@ -67,14 +37,7 @@ void write_file(const std::string& path, const std::vector<std::pair<std::string
   file.set_attribute("/", "version", kVersion);
   file.set_attribute("/", "stage", meta.stage);
   file.set_attribute("/", "step", meta.step);
-  file.set_attribute("/", "commit", build_info().commit);
-  file.set_attribute("/", "config", meta.config_toml);
-  file.set_attribute("/", "vocab", join_lines(meta.vocab));
-  Config config;
-  config.model = model_config;
-  for (const Field& field : config_fields(config)) {
-    if (architecture_field(field.key)) file.set_attribute("/", std::string(field.key), field_text(field));
-  }
+  detail::write_model_attributes(file, model_config, meta.vocab, meta.config_toml);
   file.create_group("/params");
   for (const auto& [name, value] : tensors) {
     std::vector<uint64_t> shape(value.sizes().begin(), value.sizes().end());
@@ -129,16 +92,7 @@ WeightsHeader read_weights_header(const std::string& path, const ModelConfig& mo
     throw UsageError(path + ": weights format version " + std::to_string(file.attribute_int("/", "version")) +
                      " is not supported (this build reads version " + std::to_string(kVersion) + ")");
   }
-  Config config;
-  config.model = model_config;
-  std::string differences;
-  for (const Field& field : config_fields(config)) {
-    if (!architecture_field(field.key)) continue;
-    const std::string key(field.key);
-    const std::string stored = file.has_attribute("/", key) ? file.attribute_string("/", key) : "(absent)";
-    const std::string wanted = field_text(field);
-    if (stored != wanted) differences += "\n  " + key + ": file " + stored + ", config " + wanted;
-  }
+  const std::string differences = detail::architecture_differences(file, model_config);
   if (!differences.empty()) {
     throw UsageError("weights file " + path + " was written for another model architecture:" + differences);
   }
@@ -147,7 +101,7 @@ WeightsHeader read_weights_header(const std::string& path, const ModelConfig& mo
   header.stage = file.attribute_string("/", "stage");
   header.step = file.attribute_int("/", "step");
   header.commit = file.attribute_string("/", "commit");
-  header.vocab = split_lines(file.attribute_string("/", "vocab"));
+  header.vocab = detail::split_lines(file.attribute_string("/", "vocab"));
   return header;
 }
 

@@ -223,6 +223,14 @@ std::vector<std::string> gather_strings(const ProcessGroup& group, const std::st
   return result;
 }
 
+std::string broadcast_string(const ProcessGroup& group, const std::string& text, int root) {
+  int length = static_cast<int>(text.size());
+  CORD_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, root, group.mpi_comm()));
+  std::string result = group.rank() == root ? text : std::string(static_cast<std::size_t>(length), '\0');
+  CORD_MPI_CHECK(MPI_Bcast(result.data(), length, MPI_CHAR, root, group.mpi_comm()));
+  return result;
+}
+
 std::string nccl_version() {
 #ifdef CORD_WITH_CUDA
   return detail::nccl_library_version();

@@ -135,6 +135,17 @@ std::vector<Field> config_fields(Config& config) {
       {"cord.ppo_inner_steps", "optimizer steps per batch of rollouts; > 1 clips the sequence ratio (PPO)",
        &config.cord.ppo_inner_steps},
       {"cord.ppo_clip", "PPO ratio clip epsilon (ppo_inner_steps > 1)", &config.cord.ppo_clip},
+      {"ckpt.dir", "checkpoint folder; empty = RUN_DIR/STAGE/checkpoints", &config.ckpt.dir},
+      {"ckpt.resume", "none | auto (newest committed checkpoint that verifies) | PATH (also --resume)",
+       &config.ckpt.resume},
+      {"ckpt.every_steps", "save a checkpoint every N steps; 0 = off", &config.ckpt.every_steps},
+      {"ckpt.every_minutes", "save a checkpoint every T minutes; 0 = off", &config.ckpt.every_minutes},
+      {"ckpt.max_wall_minutes",
+       "save and exit 75 (requeue) before the job has run this long; 0 = no limit (also --max-wall-minutes)",
+       &config.ckpt.max_wall_minutes},
+      {"ckpt.keep_last", "committed checkpoints kept (the newest K, >= 1)", &config.ckpt.keep_last},
+      {"ckpt.keep_every", "also keep checkpoints whose step is a multiple of this; 0 = none", &config.ckpt.keep_every},
+      {"ckpt.at_end", "also save a checkpoint at the end of the stage", &config.ckpt.at_end},
       {"eval.split", "train | validation | test", &config.eval.split},
       {"eval.max_items", "evaluate the first N items of the split; 0 = all", &config.eval.max_items},
       {"eval.batch", "prompts decoded together per dp rank", &config.eval.batch},
@@ -266,6 +277,15 @@ void validate_cord(const CordConfig& c) {
   require_range("cord.ppo_clip", c.ppo_clip, 0, 10);
 }
 
+void validate_ckpt(const CheckpointConfig& c) {
+  if (c.resume.empty()) throw UsageError("ckpt.resume is empty (none, auto or a checkpoint path)");
+  require_range("ckpt.every_steps", static_cast<double>(c.every_steps), 0, 1e12);
+  require_range("ckpt.every_minutes", c.every_minutes, 0, 1e9);
+  require_range("ckpt.max_wall_minutes", c.max_wall_minutes, 0, 1e9);
+  require_range("ckpt.keep_last", static_cast<double>(c.keep_last), 1, 1e9);
+  require_range("ckpt.keep_every", static_cast<double>(c.keep_every), 0, 1e12);
+}
+
 void validate_eval(const EvalConfig& e) {
   if (e.split != "train" && e.split != "validation" && e.split != "test") {
     throw UsageError("eval.split='" + e.split + "' is not one of train, validation, test");
@@ -329,6 +349,7 @@ void validate(const Config& config) {
   validate_corpus(config.corpus);
   validate_train(config.train);
   validate_cord(config.cord);
+  validate_ckpt(config.ckpt);
   validate_eval(config.eval);
 }
 

@@ -1,5 +1,6 @@
 #include "cord/h5/h5.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace cord::h5 {
@@ -323,46 +324,82 @@ DatasetInfo File::dataset_info(const std::string& dataset) const {
 
 namespace {
 
-// The row range [row_offset, row_offset + rows) of a dataspace, or nothing when rows == 0.
-void select_rows(hid_t space, const std::vector<hsize_t>& dims, std::uint64_t row_offset, std::uint64_t rows,
-                 const std::string& context) {
-  if (rows == 0) {
-    CORD_H5_CHECK(H5Sselect_none(space), context);
-    return;
-  }
-  std::vector<hsize_t> start(dims.size(), 0), count(dims);
-  start[0] = row_offset;
-  count[0] = rows;
-  CORD_H5_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), context);
-}
-
-struct RowTransfer {
+struct BlockTransfer {
   Handle dataset, file_space, memory_space, xfer;
 };
 
-RowTransfer prepare_rows(hid_t file, const std::string& name, std::uint64_t row_offset, std::uint64_t rows,
-                         bool collective, const std::string& context) {
-  RowTransfer t;
+// The block start[d] .. start[d] + count[d] of a dataset (every dimension; a scalar dataset
+// counts as shape {1}), or nothing when `none`; memory holds the block contiguously.
+BlockTransfer prepare_block(hid_t file, const std::string& name, std::vector<hsize_t> start,
+                            std::vector<hsize_t> count, bool none, bool collective, const std::string& context) {
+  BlockTransfer t;
   t.dataset = Handle(CORD_H5_CHECK(H5Dopen2(file, name.c_str(), H5P_DEFAULT), context), &H5Dclose);
   t.file_space = Handle(CORD_H5_CHECK(H5Dget_space(t.dataset.id()), context), &H5Sclose);
   const int rank = CORD_H5_CHECK(H5Sget_simple_extent_ndims(t.file_space.id()), context);
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
   CORD_H5_CHECK(H5Sget_simple_extent_dims(t.file_space.id(), dims.data(), nullptr), context);
+  const bool scalar = dims.empty();
+  if (scalar) dims.push_back(1);
+  if (start.size() != dims.size() || count.size() != dims.size()) {
+    throw Error(context + ": a block of " + std::to_string(start.size()) + " dimensions for a dataset of " +
+                std::to_string(dims.size()));
+  }
+  for (std::size_t d = 0; d < dims.size() && !none; ++d) {
+    if (start[d] + count[d] > dims[d]) {
+      throw Error(context + ": dimension " + std::to_string(d) + " range [" + std::to_string(start[d]) + ", " +
+                  std::to_string(start[d] + count[d]) + ") outside its extent " + std::to_string(dims[d]));
+    }
+  }
+  if (none) {
+    CORD_H5_CHECK(H5Sselect_none(t.file_space.id()), context);
+  } else if (!scalar) {
+    CORD_H5_CHECK(
+        H5Sselect_hyperslab(t.file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+        context);
+  }
+  std::vector<hsize_t> memory_dims(count);
+  for (hsize_t& d : memory_dims) d = std::max<hsize_t>(d, 1);
+  t.memory_space = Handle(
+      CORD_H5_CHECK(H5Screate_simple(static_cast<int>(memory_dims.size()), memory_dims.data(), nullptr), context),
+      &H5Sclose);
+  if (none) CORD_H5_CHECK(H5Sselect_none(t.memory_space.id()), context);
+  t.xfer = Handle(CORD_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), context), &H5Pclose);
+  if (collective) CORD_H5_CHECK(H5Pset_dxpl_mpio(t.xfer.id(), H5FD_MPIO_COLLECTIVE), context);
+  return t;
+}
+
+// Rows [row_offset, row_offset + rows) with every element of the other dimensions.
+BlockTransfer prepare_rows(hid_t file, const std::string& name, std::uint64_t row_offset, std::uint64_t rows,
+                           bool collective, const std::string& context) {
+  const Handle set(CORD_H5_CHECK(H5Dopen2(file, name.c_str(), H5P_DEFAULT), context), &H5Dclose);
+  const Handle space(CORD_H5_CHECK(H5Dget_space(set.id()), context), &H5Sclose);
+  const int rank = CORD_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), context);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  CORD_H5_CHECK(H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr), context);
   if (dims.empty()) dims.push_back(1);
   if (row_offset + rows > dims[0]) {
     throw Error(context + ": rows [" + std::to_string(row_offset) + ", " + std::to_string(row_offset + rows) +
                 ") outside the " + std::to_string(dims[0]) + " rows of the dataset");
   }
-  select_rows(t.file_space.id(), dims, row_offset, rows, context);
-  std::vector<hsize_t> memory_dims(dims);
-  memory_dims[0] = rows == 0 ? 1 : rows;
-  t.memory_space = Handle(
-      CORD_H5_CHECK(H5Screate_simple(static_cast<int>(memory_dims.size()), memory_dims.data(), nullptr), context),
-      &H5Sclose);
-  if (rows == 0) CORD_H5_CHECK(H5Sselect_none(t.memory_space.id()), context);
-  t.xfer = Handle(CORD_H5_CHECK(H5Pcreate(H5P_DATASET_XFER), context), &H5Pclose);
-  if (collective) CORD_H5_CHECK(H5Pset_dxpl_mpio(t.xfer.id(), H5FD_MPIO_COLLECTIVE), context);
-  return t;
+  std::vector<hsize_t> start(dims.size(), 0), count(dims);
+  start[0] = row_offset;
+  count[0] = rows;
+  return prepare_block(file, name, start, count, rows == 0, collective, context);
+}
+
+void transfer(const BlockTransfer& t, Dtype dtype, const void* write_data, void* read_data, bool none,
+              const std::string& context) {
+  const Handle type = type_handle(dtype);
+  static char nothing = 0;  // HDF5 rejects a null buffer even when nothing is selected
+  if (write_data != nullptr || read_data == nullptr) {
+    CORD_H5_CHECK(H5Dwrite(t.dataset.id(), type.id(), t.memory_space.id(), t.file_space.id(), t.xfer.id(),
+                           none ? &nothing : write_data),
+                  context);
+  } else {
+    CORD_H5_CHECK(H5Dread(t.dataset.id(), type.id(), t.memory_space.id(), t.file_space.id(), t.xfer.id(),
+                          none ? &nothing : read_data),
+                  context);
+  }
 }
 
 }  // namespace
@@ -370,23 +407,37 @@ RowTransfer prepare_rows(hid_t file, const std::string& name, std::uint64_t row_
 void File::write_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, const void* data,
                       Dtype dtype) {
   const std::string context = where(dataset);
-  const RowTransfer t = prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context);
-  const Handle type = type_handle(dtype);
-  static const char kNothing = 0;  // HDF5 rejects a null buffer even when nothing is selected
-  CORD_H5_CHECK(H5Dwrite(t.dataset.id(), type.id(), t.memory_space.id(), t.file_space.id(), t.xfer.id(),
-                         rows == 0 ? &kNothing : data),
-                context);
+  static const char kNothing = 0;
+  transfer(prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context), dtype,
+           rows == 0 ? &kNothing : data, nullptr, rows == 0, context);
 }
 
 void File::read_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, void* data,
                      Dtype dtype) const {
   const std::string context = where(dataset);
-  const RowTransfer t = prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context);
-  const Handle type = type_handle(dtype);
   static char nothing = 0;
-  CORD_H5_CHECK(H5Dread(t.dataset.id(), type.id(), t.memory_space.id(), t.file_space.id(), t.xfer.id(),
-                        rows == 0 ? &nothing : data),
-                context);
+  transfer(prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context), dtype, nullptr,
+           rows == 0 ? &nothing : data, rows == 0, context);
+}
+
+void File::write_block(const std::string& dataset, const std::vector<std::uint64_t>& start,
+                       const std::vector<std::uint64_t>& count, const void* data, Dtype dtype) {
+  const std::string context = where(dataset);
+  static const char kNothing = 0;
+  const bool none = data == nullptr;
+  transfer(prepare_block(handle_.id(), dataset, {start.begin(), start.end()}, {count.begin(), count.end()}, none,
+                         parallel_, context),
+           dtype, none ? &kNothing : data, nullptr, none, context);
+}
+
+void File::read_block(const std::string& dataset, const std::vector<std::uint64_t>& start,
+                      const std::vector<std::uint64_t>& count, void* data, Dtype dtype) const {
+  const std::string context = where(dataset);
+  static char nothing = 0;
+  const bool none = data == nullptr;
+  transfer(prepare_block(handle_.id(), dataset, {start.begin(), start.end()}, {count.begin(), count.end()}, none,
+                         parallel_, context),
+           dtype, nullptr, none ? &nothing : data, none, context);
 }
 
 }  // namespace cord::h5

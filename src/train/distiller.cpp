@@ -25,6 +25,7 @@
 #include "cord/model/data_parallel.hpp"
 #include "cord/model/precision.hpp"
 #include "cord/model/tensor_parallel.hpp"
+#include "cord/train/checkpointing.hpp"
 #include "cord/train/optimizer.hpp"
 #include "cord/train/stage_support.hpp"
 
@@ -73,6 +74,8 @@ struct Distiller::State {
   LrSchedule schedule;
   std::unique_ptr<data::CorpusLoader> loader;
   std::unique_ptr<MetricsFile> metrics;  // world rank 0
+  std::unique_ptr<StageCheckpointer> checkpointer;
+  std::optional<ckpt::Progress> resumed;
   std::set<int64_t> inject_nonfinite;
   model::Precision precision = model::Precision::kFp32;
 
@@ -256,12 +259,20 @@ Distiller::Distiller(const Config& config, const comm::ProcessGroups& groups, co
   loader_options.bucket_window = 8;  // audio lengths vary: bucket to pad less
   s.loader = std::make_unique<data::CorpusLoader>(*s.corpus, data::shard_options(loader_options, groups.dims,
                                                                                    groups.world.rank()));
+  s.checkpointer = std::make_unique<StageCheckpointer>(s.config, groups, s.run_dir, device, s.corpus->tokenizer().vocab());
+  s.resumed = s.checkpointer->resume(s.model, *s.optimizer);
+  if (s.resumed) {
+    s.loader->restore({s.resumed->loader_epoch, s.resumed->loader_next_batch,
+                       static_cast<uint64_t>(s.resumed->loader_seed)});
+  }
+  json stage_header{{"corpus", tc.corpus},
+                    {"init", s.init},
+                    {"method", cc.method},
+                    {"params", s.params.total},
+                    {"trainable_params", s.params.trainable}};
+  stage_header.update(s.checkpointer->resume_record());
   s.metrics = open_stage_directory(s.run_dir, s.config, groups, tc.stage, s.command_line, device, s.precision,
-                                   {{"corpus", tc.corpus},
-                                    {"init", s.init},
-                                    {"method", cc.method},
-                                    {"params", s.params.total},
-                                    {"trainable_params", s.params.trainable}});
+                                   stage_header, s.resumed.has_value());
   comm::barrier(groups.world);
 }
 
@@ -315,9 +326,17 @@ StageSummary Distiller::run() {
   double window_seconds = 0, window_generate_seconds = 0;
   int64_t window_steps = 0, optimizer_steps = 0;
   double grad_norm = 0;  // of the last update, for the step line
-  validate(0);
+  int64_t first_step = 0;
+  if (s.resumed) {
+    first_step = summary.steps = s.resumed->step;
+    summary.last_loss = s.resumed->last_loss;
+    optimizer_steps = s.resumed->optimizer_steps;
+    nonfinite.restore(s.resumed->skipped, s.resumed->skipped_in_a_row);
+  } else {
+    validate(0);
+  }
   s.model->train();
-  for (int64_t step = 0; step < stage.steps; ++step) {
+  for (int64_t step = first_step; step < stage.steps; ++step) {
     const auto step_start = Clock::now();
     const data::Batch batch = s.loader->next();
 
@@ -397,7 +416,7 @@ StageSummary Distiller::run() {
     summary.steps = step + 1;
 
     const double step_seconds = seconds_since(step_start);
-    step_ema = step == 0 ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
+    step_ema = step == first_step ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
     window_seconds += step_seconds;
     window_generate_seconds += generate_seconds;
     ++window_steps;
@@ -441,6 +460,15 @@ StageSummary Distiller::run() {
       window_steps = 0;
     }
     if (tc.val_every > 0 && (step + 1) % tc.val_every == 0 && step + 1 < stage.steps) validate(step + 1);
+
+    const ckpt::Progress progress = stage_progress(tc.stage, step + 1, nonfinite, summary.last_loss, *s.loader);
+    if (s.checkpointer->after_step(progress, s.model, *s.optimizer, step_seconds, stage.steps, s.metrics.get()) ==
+        StageCheckpointer::Decision::kStop) {
+      summary.skipped = nonfinite.skipped();
+      summary.stopped = true;
+      summary.seconds = seconds_since(stage_start);
+      return summary;
+    }
   }
   validate(stage.steps);
 

@@ -63,7 +63,8 @@ std::set<int64_t> parse_step_list(const std::string& list, const std::string& ke
   return steps;
 }
 
-MetricsFile::MetricsFile(const std::string& path) : out_(path, std::ios::trunc) {
+MetricsFile::MetricsFile(const std::string& path, bool append)
+    : out_(path, append ? std::ios::app : std::ios::trunc) {
   if (!out_) throw Error("cannot create " + path);
 }
 
@@ -117,11 +118,12 @@ TrainableParameters trainable_parameters(model::Lalm& model, const comm::Process
 std::unique_ptr<MetricsFile> open_stage_directory(const std::string& stage_dir, const Config& config,
                                                   const comm::ProcessGroups& groups, const std::string& stage,
                                                   const std::string& command_line, const std::string& device,
-                                                  model::Precision precision, const nlohmann::json& extra) {
+                                                  model::Precision precision, const nlohmann::json& extra,
+                                                  bool append) {
   if (groups.world.rank() != 0) return nullptr;
   make_directories(stage_dir);
   write_file_atomically(stage_dir + "/config.toml", to_toml(config));
-  auto metrics = std::make_unique<MetricsFile>(stage_dir + "/metrics.jsonl");
+  auto metrics = std::make_unique<MetricsFile>(stage_dir + "/metrics.jsonl", append);
   nlohmann::json header{{"type", "header"},
                         {"stage", stage},
                         {"command", command_line},

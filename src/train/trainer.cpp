@@ -22,6 +22,7 @@
 #include "cord/model/data_parallel.hpp"
 #include "cord/model/model_stats.hpp"
 #include "cord/model/precision.hpp"
+#include "cord/train/checkpointing.hpp"
 #include "cord/train/optimizer.hpp"
 #include "cord/train/stage_support.hpp"
 
@@ -51,6 +52,8 @@ struct Trainer::State {
   LrSchedule schedule;
   std::unique_ptr<data::CorpusLoader> loader;
   std::unique_ptr<MetricsFile> metrics;  // rank 0
+  std::unique_ptr<StageCheckpointer> checkpointer;
+  std::optional<ckpt::Progress> resumed;
   std::set<int64_t> inject_nonfinite;
   model::Precision precision = model::Precision::kFp32;
   double peak_flops = 0;  // summed over the world's ranks
@@ -176,16 +179,24 @@ Trainer::Trainer(const Config& config, const comm::ProcessGroups& groups, const 
   loader_options.bucket_window = s.align ? 8 : 0;  // audio lengths vary 4x: bucket to pad less
   s.loader = std::make_unique<data::CorpusLoader>(*s.corpus, data::shard_options(loader_options, groups.dims,
                                                                                    groups.world.rank()));
+  s.checkpointer = std::make_unique<StageCheckpointer>(s.config, groups, s.run_dir, device, s.corpus->tokenizer().vocab());
+  s.resumed = s.checkpointer->resume(s.model, *s.optimizer);
+  if (s.resumed) {
+    s.loader->restore({s.resumed->loader_epoch, s.resumed->loader_next_batch,
+                       static_cast<uint64_t>(s.resumed->loader_seed)});
+  }
   at::Tensor peak = torch::tensor({measure_matmul_peak(device, s.precision)}, torch::kDouble);
   comm::all_reduce(groups.world, peak, comm::ReduceOp::kSum);
   s.peak_flops = peak.item<double>();
 
+  json header{{"corpus", tc.corpus},
+              {"init", init},
+              {"params", s.total_params},
+              {"trainable_params", s.trainable_params},
+              {"matmul_peak_flops", s.peak_flops}};
+  header.update(s.checkpointer->resume_record());
   s.metrics = open_stage_directory(s.run_dir, s.config, groups, tc.stage, s.command_line, device, s.precision,
-                                   {{"corpus", tc.corpus},
-                                    {"init", init},
-                                    {"params", s.total_params},
-                                    {"trainable_params", s.trainable_params},
-                                    {"matmul_peak_flops", s.peak_flops}});
+                                   header, s.resumed.has_value());
   comm::barrier(groups.world);
 }
 
@@ -230,12 +241,18 @@ StageSummary Trainer::run() {
   const auto stage_start = Clock::now();
   StageSummary summary;
   NonfiniteGuard nonfinite(tc.stage, tc.max_nonfinite_steps);
+  int64_t first_step = 0;
+  if (s.resumed) {
+    first_step = summary.steps = s.resumed->step;
+    summary.last_loss = s.resumed->last_loss;
+    nonfinite.restore(s.resumed->skipped, s.resumed->skipped_in_a_row);
+  }
   double step_ema = 0;
   // Step lines report means over the window of steps since the previous line.
   double window_flops = 0, window_tokens = 0, window_seconds = 0, window_loss = 0;
   int64_t window_steps = 0;
   s.model->train();
-  for (int64_t step = 0; step < s.stage.steps; ++step) {
+  for (int64_t step = first_step; step < s.stage.steps; ++step) {
     const auto step_start = Clock::now();
     const double lr = s.schedule.at(step);
     const data::Batch batch = s.loader->next();
@@ -280,50 +297,60 @@ StageSummary Trainer::run() {
     const double loss = loss_total.item<double>();
     const double grad_norm = global_grad_norm(s.trainable, groups.tp);
 
-    if (!nonfinite.finite(loss, grad_norm, step + 1, groups.world, s.metrics.get())) continue;
-    if (tc.grad_clip > 0) clip_grad_norm(s.trainable, grad_norm, tc.grad_clip);
-    s.optimizer->step(lr);
     summary.steps = step + 1;
-    summary.last_loss = loss;
+    if (nonfinite.finite(loss, grad_norm, step + 1, groups.world, s.metrics.get())) {
+      if (tc.grad_clip > 0) clip_grad_norm(s.trainable, grad_norm, tc.grad_clip);
+      s.optimizer->step(lr);
+      summary.last_loss = loss;
 
-    // Throughput over all ranks: positions and FLOPs summed over dp (tp ranks share the work).
-    const double step_seconds = seconds_since(step_start);
-    step_ema = step == 0 ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
-    at::Tensor work = torch::tensor({positions, flops}, torch::kDouble);
-    if (groups.dp.size() > 1) comm::all_reduce(groups.dp, work, comm::ReduceOp::kSum);
-    window_tokens += work[0].item<double>();
-    window_flops += work[1].item<double>();
-    window_seconds += step_seconds;
-    window_loss += loss;
-    ++window_steps;
-    if ((step + 1) % tc.log_every == 0 || step + 1 == s.stage.steps) {
-      const double tokens_per_s = window_tokens / window_seconds;
-      const double mean_loss = window_loss / static_cast<double>(window_steps);
-      const double mfu = 100.0 * window_flops / window_seconds / s.peak_flops;
-      const double eta = step_ema * static_cast<double>(s.stage.steps - step - 1);
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "step %lld/%lld | %s | loss %.4f | grad %.3f | lr %.2e | %.0f ms/step | %.0f tok/s | MFU %.1f%% | ETA %s",
-                    static_cast<long long>(step + 1), static_cast<long long>(s.stage.steps), tc.stage.c_str(), mean_loss,
-                    grad_norm, lr, 1000.0 * window_seconds / static_cast<double>(window_steps), tokens_per_s, mfu,
-                    format_duration(eta).c_str());
-      summary.skipped = nonfinite.skipped();
-      report_step(line,
-                  {{"type", "step"},
-                   {"step", step + 1},
-                   {"loss", mean_loss},
-                   {"step_loss", loss},
-                   {"grad_norm", grad_norm},
-                   {"lr", lr},
-                   {"ms_per_step", 1000.0 * step_seconds},
-                   {"tokens_per_s", tokens_per_s},
-                   {"mfu", mfu},
-                   {"elapsed_s", seconds_since(stage_start)}},
-                  summary.skipped, s.metrics.get());
-      window_tokens = window_flops = window_seconds = window_loss = 0;
-      window_steps = 0;
-    }
+      // Throughput over all ranks: positions and FLOPs summed over dp (tp ranks share the work).
+      const double step_seconds = seconds_since(step_start);
+      step_ema = step == first_step ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
+      at::Tensor work = torch::tensor({positions, flops}, torch::kDouble);
+      if (groups.dp.size() > 1) comm::all_reduce(groups.dp, work, comm::ReduceOp::kSum);
+      window_tokens += work[0].item<double>();
+      window_flops += work[1].item<double>();
+      window_seconds += step_seconds;
+      window_loss += loss;
+      ++window_steps;
+      if ((step + 1) % tc.log_every == 0 || step + 1 == s.stage.steps) {
+        const double tokens_per_s = window_tokens / window_seconds;
+        const double mean_loss = window_loss / static_cast<double>(window_steps);
+        const double mfu = 100.0 * window_flops / window_seconds / s.peak_flops;
+        const double eta = step_ema * static_cast<double>(s.stage.steps - step - 1);
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "step %lld/%lld | %s | loss %.4f | grad %.3f | lr %.2e | %.0f ms/step | %.0f tok/s | MFU %.1f%% | ETA %s",
+                      static_cast<long long>(step + 1), static_cast<long long>(s.stage.steps), tc.stage.c_str(), mean_loss,
+                      grad_norm, lr, 1000.0 * window_seconds / static_cast<double>(window_steps), tokens_per_s, mfu,
+                      format_duration(eta).c_str());
+        summary.skipped = nonfinite.skipped();
+        report_step(line,
+                    {{"type", "step"},
+                     {"step", step + 1},
+                     {"loss", mean_loss},
+                     {"step_loss", loss},
+                     {"grad_norm", grad_norm},
+                     {"lr", lr},
+                     {"ms_per_step", 1000.0 * step_seconds},
+                     {"tokens_per_s", tokens_per_s},
+                     {"mfu", mfu},
+                     {"elapsed_s", seconds_since(stage_start)}},
+                    summary.skipped, s.metrics.get());
+        window_tokens = window_flops = window_seconds = window_loss = 0;
+        window_steps = 0;
+      }
+    }  // finite step
     if (tc.val_every > 0 && (step + 1) % tc.val_every == 0 && step + 1 < s.stage.steps) validate(step + 1);
+
+    const ckpt::Progress progress = stage_progress(tc.stage, step + 1, nonfinite, summary.last_loss, *s.loader);
+    if (s.checkpointer->after_step(progress, s.model, *s.optimizer, seconds_since(step_start), s.stage.steps,
+                                   s.metrics.get()) == StageCheckpointer::Decision::kStop) {
+      summary.skipped = nonfinite.skipped();
+      summary.stopped = true;
+      summary.seconds = seconds_since(stage_start);
+      return summary;
+    }
   }
   validate(s.stage.steps);
 

@@ -9,6 +9,8 @@ import argparse
 import json
 import math
 import os
+import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,10 +45,11 @@ def case_help():
     proc = cord("--help")
     expect(proc.returncode == 0, "cord --help must exit 0", proc)
     expect("info" in proc.stdout, "--help lists info", proc)
-    for command in ("info", "corpus", "train", "eval"):
+    for command in ("info", "corpus", "train", "eval", "ckpt"):
         expect(f"  {command}" in proc.stdout, f"--help lists '{command}'", proc)
-    for later in ("ckpt",):
-        expect(f"  {later}" not in proc.stdout, f"--help must not list '{later}' before it exists", proc)
+    proc = cord("train", "--help")
+    expect(proc.returncode == 0 and "--resume" in proc.stdout and "--max-wall-minutes" in proc.stdout,
+           "train --help documents --resume and --max-wall-minutes", proc)
     proc = cord("info", "--help")
     expect(proc.returncode == 0 and "--json" in proc.stdout and "--set" in proc.stdout, "info --help", proc)
     proc = cord("--version")
@@ -615,6 +618,341 @@ def case_distill_bad_input():
     expect(proc.returncode == 2 and "cord.trainable: 'lm'" in proc.stderr, "unknown parameter group", proc)
     proc, _ = distill(scratch, "--set", "cord.judge=llm")
     expect(proc.returncode == 2 and "cord.judge='llm'" in proc.stderr, "unknown judge", proc)
+
+
+# --- checkpoint-restart: resume, faults, signals, resharding, damaged files, full disk -------
+
+def stage_sets(run_dir, stage, steps):
+    """Flags of a short `stage` run from the tiny pipeline's corpus (and base weights) into run_dir."""
+    sets = [*fixture_sets(), "--set", f"train.run_dir={run_dir}", "--set", f"train.stage={stage}",
+            "--set", "train.log_every=1", "--set", "train.val_items=0", "--set", f"train.{stage}.steps={steps}"]
+    if stage == "align":
+        sets += ["--set", f"train.init={os.path.join(pipeline_dir(), 'text', 'model.h5')}"]
+    if stage == "distill":
+        sets += ["--set", f"train.init={os.path.join(pipeline_dir(), 'align', 'model.h5')}",
+                 "--set", "train.distill.global_batch=4", "--set", "train.distill.warmup_steps=1",
+                 "--set", "cord.group_size=2", "--set", "cord.max_new_tokens=24"]
+    return sets
+
+
+def step_losses(run_dir, stage):
+    """{step: loss} of every step record in metrics.jsonl (every attempt; a step recorded twice
+    must have the same loss) and the records."""
+    records = metrics(os.path.join(run_dir, stage, "metrics.jsonl"))
+    losses = {}
+    key = "loss" if stage == "distill" else "step_loss"
+    for r in records:
+        if r["type"] != "step":
+            continue
+        expect(r["step"] not in losses or losses[r["step"]] == r[key],
+               f"{run_dir}: step {r['step']} recorded twice with different losses ({losses.get(r['step'])}, {r[key]})")
+        losses[r["step"]] = r[key]
+    return losses, records
+
+
+def checkpoint_dir(run_dir, stage):
+    return os.path.join(run_dir, stage, "checkpoints")
+
+
+def set_marker(run_dir, stage, step):
+    """Simulates an interruption after `step`: the marker names it, newer files are gone."""
+    folder = checkpoint_dir(run_dir, stage)
+    for name in os.listdir(folder):
+        if name.startswith("step-") and int(name[5:13]) > step:
+            os.remove(os.path.join(folder, name))
+    with open(os.path.join(folder, "latest"), "w") as f:
+        f.write(f"step-{step:08d}.h5\n")
+
+
+def case_ckpt_resume_stages():
+    """Interrupted after step 3 and resumed: steps 4..6 have bitwise the losses of the
+    uninterrupted run, for the text, align and distill stages."""
+    for stage in ("text", "align", "distill"):
+        reference = os.path.join(ARGS.work_dir, f"ckpt-{stage}-a")
+        resumed = os.path.join(ARGS.work_dir, f"ckpt-{stage}-b")
+        subprocess.run(["rm", "-rf", reference, resumed], check=True)
+        sets = ["--set", "ckpt.every_steps=1", "--set", "ckpt.keep_last=10"]
+        proc = cord("train", *stage_sets(reference, stage, 6), *sets)
+        expect(proc.returncode == 0, f"{stage}: uninterrupted run", proc)
+        expected, records = step_losses(reference, stage)
+        expect(sorted(expected) == list(range(1, 7)), f"{stage}: six step records: {expected}")
+        saved = [r for r in records if r["type"] == "checkpoint"]
+        expect([r["step"] for r in saved] == list(range(1, 7)), f"{stage}: a checkpoint record per step: {saved}")
+        expect(saved[-1]["reason"] == "end of stage" and saved[0]["bytes"] > 0, f"{stage}: {saved[-1]}")
+        expect("checkpoint @ step 6 (end of stage)" in proc.stderr, f"{stage}: checkpoints logged", proc)
+
+        subprocess.run(["cp", "-r", reference, resumed], check=True)
+        set_marker(resumed, stage, 3)
+        proc = cord("train", *stage_sets(resumed, stage, 6), *sets, "--resume", "auto")
+        expect(proc.returncode == 0, f"{stage}: resumed run", proc)
+        expect("resume: " in proc.stderr and "step-00000003.h5 (step 3" in proc.stderr, f"{stage}: resume logged", proc)
+        losses, records = step_losses(resumed, stage)
+        headers = [r for r in records if r["type"] == "header"]
+        expect(len(headers) == 2 and headers[1]["resumed_step"] == 3, f"{stage}: a second header: {headers}")
+        for step in range(1, 7):
+            expect(losses[step] == expected[step],
+                   f"{stage}: step {step} loss {losses[step]!r} after resume, {expected[step]!r} uninterrupted")
+        expect(records[-1]["type"] == "end", f"{stage}: the resumed stage ends")
+
+
+def run_killed(cmd, delay, env=None):
+    """Starts cmd in its own process group and kills the whole group with SIGKILL after
+    `delay` seconds; returns the exit code (None when it had finished before)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    try:
+        _, err = proc.communicate(timeout=delay)
+        return proc.returncode, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, ""
+
+
+def committed_step(run_dir):
+    marker = os.path.join(checkpoint_dir(run_dir, "text"), "latest")
+    return int(open(marker).read().strip()[5:13]) if os.path.exists(marker) else 0
+
+
+def kill_and_resume(name, kills, ranks=None, steps=60):
+    """Kills a checkpointing text run (a checkpoint every step) with SIGKILL at `kills`
+    random moments and once inside each window of a save, resumes with --resume auto each
+    time, and checks that every step's loss equals the uninterrupted run's."""
+    reference = os.path.join(ARGS.work_dir, f"{name}-reference")
+    victim = os.path.join(ARGS.work_dir, f"{name}-killed")
+    subprocess.run(["rm", "-rf", reference, victim], check=True)
+    sets = ["--set", "ckpt.every_steps=1"]
+    launcher = [ARGS.mpiexec, "-n", str(ranks)] if ranks else []
+    # The uninterrupted run, timed: start-up (until the first step record) and training.
+    started = time.monotonic()
+    job = subprocess.Popen([*launcher, ARGS.cord, "train", *stage_sets(reference, "text", steps), *sets],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    path = os.path.join(reference, "text", "metrics.jsonl")
+    startup = None
+    while job.poll() is None:
+        if startup is None and os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
+            startup = time.monotonic() - started
+        time.sleep(0.02)
+    duration = time.monotonic() - started
+    err = job.stderr.read()
+    expect(job.returncode == 0 and startup is not None, f"uninterrupted run:\n{err[-3000:]}")
+    training = duration - startup
+    expected, _ = step_losses(reference, "text")
+    cmd = [*launcher, ARGS.cord, "train", *stage_sets(victim, "text", steps), *sets, "--resume", "auto"]
+    # Deterministic windows first: killed after the temporary file is written, and after the
+    # rename but before the marker; then random moments, during start-up, steps and saves.
+    for phase in ("written", "renamed"):
+        code, err = run_killed(cmd, 120, env=dict(os.environ, CORD_TEST_CRASH_DURING_SAVE=phase))
+        expect(code != 0, f"the crash hook ({phase}) kills the run: {code} {err[-2000:]}")
+    rng = random.Random(int(os.environ.get("CORD_KILL_SEED", "12345")))
+    trail = []
+    for kill in range(kills):
+        # The first kill lands during start-up; the others during training, each advancing
+        # the run by a random share of what is left (at most 1.5 / kills of the whole).
+        remaining = training * (1 - committed_step(victim) / steps)
+        delay = (rng.uniform(0.3, startup) if kill == 0 else
+                 startup + rng.uniform(0, min(0.8 * remaining, 1.5 * training / kills)))
+        code, err = run_killed(cmd, delay)
+        expect(code is None, f"kill {kill} ({delay:.2f} s) came after the run had ended; raise `steps` "
+                             f"(committed steps so far: {trail})\n{err[-2000:]}")
+        # Every kill leaves a resumable folder: the marker names a file that verifies.
+        step = committed_step(victim)
+        trail.append(step)
+        if step > 0:
+            check = cord("ckpt", "inspect", os.path.join(checkpoint_dir(victim, "text"), f"step-{step:08d}.h5"))
+            expect(check.returncode == 0, f"kill {kill} after {delay:.2f} s: the committed checkpoint verifies", check)
+    proc = run(cmd, timeout=240)
+    expect(proc.returncode == 0, "the final resume completes", proc)
+    losses, records = step_losses(victim, "text")
+    expect(sorted(losses) == list(range(1, steps + 1)), f"every step recorded: {sorted(losses)}")
+    for step in range(1, steps + 1):
+        expect(losses[step] == expected[step], f"step {step}: {losses[step]!r} vs {expected[step]!r} uninterrupted")
+    expect(records[-1]["type"] == "end", "the stage ended")
+    expect(os.path.exists(os.path.join(victim, "text", "model.h5")), "the weights were written")
+    print(f"{kills} kills (committed step after each: {trail}) + 2 save-window crashes; the uninterrupted run took "
+          f"{startup:.1f} s to start and {training:.1f} s to train; every step's loss matches bitwise")
+
+
+def case_ckpt_kill_np1():
+    kill_and_resume("ckpt-kill", 5, steps=120)
+
+
+def case_ckpt_kill_np2():
+    kill_and_resume("ckpt-kill-np2", 5, ranks=2, steps=120)
+
+
+def case_ckpt_soak():
+    kill_and_resume("ckpt-soak", 20, ranks=2, steps=400)
+
+
+def case_ckpt_signal_np2():
+    """SIGUSR1 to mpiexec mid-run: checkpoint, exit 75, and the resumed run matches; the
+    wall-time limit does the same."""
+    reference = os.path.join(ARGS.work_dir, "ckpt-signal-reference")
+    victim = os.path.join(ARGS.work_dir, "ckpt-signal")
+    subprocess.run(["rm", "-rf", reference, victim], check=True)
+    steps = 40
+    proc = cord("train", *stage_sets(reference, "text", steps), ranks=2)
+    expect(proc.returncode == 0, "uninterrupted run", proc)
+    expected, _ = step_losses(reference, "text")
+    cmd = [ARGS.mpiexec, "-n", "2", ARGS.cord, "train", *stage_sets(victim, "text", steps), "--resume", "auto"]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = os.path.join(victim, "text", "metrics.jsonl")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
+            break
+        time.sleep(0.05)
+    job.send_signal(signal.SIGUSR1)
+    out, err = job.communicate(timeout=120)
+    expect(job.returncode == 75, f"exit 75 after SIGUSR1 (got {job.returncode})\n{err[-3000:]}")
+    expect("stopping after step" in err and "SIGUSR1" in err, f"the stop is logged:\n{err[-3000:]}")
+    records = metrics(path)
+    stop = [r for r in records if r["type"] == "stop"]
+    expect(len(stop) == 1 and stop[0]["step"] < steps, f"a stop record before the end: {stop}")
+    expect(not os.path.exists(os.path.join(victim, "text", "model.h5")), "no weights for an unfinished stage")
+    proc = run(cmd, timeout=120)
+    expect(proc.returncode == 0 and f"step-{stop[0]['step']:08d}.h5" in proc.stderr, "resumed to the end", proc)
+    losses, _ = step_losses(victim, "text")
+    for step in range(1, steps + 1):
+        expect(losses[step] == expected[step], f"step {step}: {losses[step]!r} vs {expected[step]!r}")
+
+    # --max-wall-minutes: the run stops itself in time, with a checkpoint, and resumes.
+    walled = os.path.join(ARGS.work_dir, "ckpt-wall")
+    subprocess.run(["rm", "-rf", walled], check=True)
+    long_run = stage_sets(walled, "text", 100000)
+    proc = cord("train", *long_run, "--max-wall-minutes", "0.15", ranks=2)
+    expect(proc.returncode == 75 and "wall-time limit" in proc.stderr, "the wall-time limit stops the run", proc)
+    expect(proc.elapsed < 0.15 * 60 + 5, f"before the limit (took {proc.elapsed:.1f} s)", proc)
+    stopped = [r for r in metrics(os.path.join(walled, "text", "metrics.jsonl")) if r["type"] == "stop"][0]["step"]
+    proc = cord("train", *long_run, "--resume", "auto", "--max-wall-minutes", "0.1", ranks=2)
+    expect(proc.returncode == 75 and f"(step {stopped}," in proc.stderr, "the next attempt resumes", proc)
+
+
+def case_ckpt_reshard_np2():
+    """A checkpoint written with tp = 2 continues under dp = 2 (with ZeRO-1) and back; the
+    losses stay within 1e-4 of the original run's."""
+    base = os.path.join(ARGS.work_dir, "ckpt-reshard")
+    sets = ["--set", "ckpt.every_steps=3", "--set", "ckpt.keep_last=10"]
+    runs = {}
+    for name, layout in (("tp2", ["--set", "parallel.tp=2"]), ("dp2", ["--set", "train.zero1=true"])):
+        run_dir = f"{base}-{name}"
+        subprocess.run(["rm", "-rf", run_dir], check=True)
+        proc = cord("train", *stage_sets(run_dir, "text", 6), *sets, *layout, ranks=2)
+        expect(proc.returncode == 0, f"{name}: run", proc)
+        runs[name] = (run_dir, layout, step_losses(run_dir, "text")[0])
+    for source, target in (("tp2", "dp2"), ("dp2", "tp2")):
+        source_dir, _, source_losses = runs[source]
+        _, layout, _ = runs[target]
+        run_dir = f"{base}-{source}-to-{target}"
+        subprocess.run(["rm", "-rf", run_dir], check=True)
+        checkpoint = os.path.join(checkpoint_dir(source_dir, "text"), "step-00000003.h5")
+        proc = cord("train", *stage_sets(run_dir, "text", 6), *sets, *layout, "--resume", checkpoint, ranks=2)
+        expect(proc.returncode == 0, f"{source} -> {target}: resumed", proc)
+        losses, _ = step_losses(run_dir, "text")
+        expect(sorted(losses) == [4, 5, 6], f"{source} -> {target}: steps 4..6 run: {sorted(losses)}")
+        for step in (4, 5, 6):
+            a, b = source_losses[step], losses[step]
+            expect(abs(a - b) <= 1e-4 * abs(a), f"{source} -> {target}: step {step} loss {b} vs {a}")
+
+
+def flip_bytes(path, offset, count=64):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        data = bytearray(f.read(count))
+        f.seek(offset)
+        f.write(bytes(b ^ 0x5A for b in data))
+
+
+def case_ckpt_bad_input():
+    """`cord ckpt inspect`, and damaged, foreign or missing checkpoints named by resume."""
+    import h5py
+    run_dir = os.path.join(ARGS.work_dir, "ckpt-bad")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    sets = ["--set", "ckpt.every_steps=2", "--set", "ckpt.keep_last=10"]
+    proc = cord("train", *stage_sets(run_dir, "text", 6), *sets)
+    expect(proc.returncode == 0, "a run with checkpoints", proc)
+    folder = checkpoint_dir(run_dir, "text")
+    step6, step4 = os.path.join(folder, "step-00000006.h5"), os.path.join(folder, "step-00000004.h5")
+
+    proc = cord("ckpt", "inspect", step6, "--json")
+    expect(proc.returncode == 0, "inspect a good checkpoint", proc)
+    info = json.loads(proc.stdout)
+    expect(info["verified"] and info["step"] == 6 and info["stage"] == "text", f"inspect: {info}")
+    expect(info["layout"] == {"world": 1, "dp": 1, "tp": 1, "zero1": False}, f"layout: {info['layout']}")
+    keys = {t["key"] for t in info["tensors"]}
+    expect({"params/decoder.norm.weight", "optim/exp_avg/decoder.norm.weight", "loader", "rng/cpu"} <= keys,
+           f"tensors: {sorted(keys)}")
+    with h5py.File(step6, "r") as f:  # readable with h5py, as README documents
+        expect(f.attrs["step"] == 6 and f["params/decoder.norm.weight"].shape == (32,), "h5py reads it")
+        offset = f["params/decoder.embedding.weight"].id.get_offset()
+    proc = cord("ckpt", "inspect", step6)
+    expect(proc.returncode == 0 and "every checksum verifies" in proc.stdout, "table output", proc)
+
+    flip_bytes(step6, offset + 100)
+    proc = cord("ckpt", "inspect", step6)
+    expect(proc.returncode == 1 and "checksum mismatch in dataset /params/decoder.embedding.weight" in proc.stdout,
+           "flipped bytes are found and named", proc)
+    proc = cord("train", *stage_sets(run_dir, "text", 8), *sets, "--resume", step6)
+    expect(proc.returncode == 2 and f"cannot resume from checkpoint {step6}: checksum mismatch" in proc.stderr,
+           "a named damaged checkpoint is an error", proc)
+    proc = cord("train", *stage_sets(run_dir, "text", 8), *sets, "--resume", "auto")
+    expect(proc.returncode == 0 and f"passed over {step6}: checksum mismatch" in proc.stderr
+           and "step-00000004.h5 (step 4" in proc.stderr, "resume auto uses the previous checkpoint", proc)
+
+    os.truncate(step4, 1000)
+    proc = cord("ckpt", "inspect", step4)
+    expect(proc.returncode == 1 and "unreadable" in proc.stdout, "a truncated file", proc)
+    proc = cord("train", *stage_sets(run_dir, "text", 8), *sets, "--resume", os.path.join(run_dir, "nothing.h5"))
+    expect(proc.returncode == 2 and "nothing.h5: does not exist" in proc.stderr, "a missing checkpoint", proc)
+    proc = cord("train", *stage_sets(run_dir, "text", 8), *sets,
+                "--resume", os.path.join(pipeline_dir(), "text", "model.h5"))
+    expect(proc.returncode == 2 and "not a cord checkpoint" in proc.stderr, "a weights file is not a checkpoint", proc)
+    good = os.path.join(folder, "step-00000008.h5")
+    proc = cord("train", *stage_sets(run_dir, "text", 8), *sets, "--set", "model.d_model=64", "--resume", good)
+    expect(proc.returncode == 2 and "model.d_model: file 32, config 64" in proc.stderr, "another architecture", proc)
+    proc = cord("train", *stage_sets(os.path.join(ARGS.work_dir, "ckpt-bad-align"), "align", 8), "--resume", good)
+    expect(proc.returncode == 2 and "belongs to stage text" in proc.stderr, "another stage", proc)
+    proc = cord("ckpt", "verify", good)
+    expect(proc.returncode == 2 and "unknown action 'verify'" in proc.stderr, "unknown ckpt action", proc)
+
+
+def mount_tmpfs(path, options):
+    os.makedirs(path, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path], capture_output=True).returncode == 0
+
+
+def case_ckpt_disk():
+    """A full file system and a read-only one: a clear error, the previous checkpoint intact.
+    Exit 77 (skipped) where tmpfs cannot be mounted."""
+    full = os.path.join(ARGS.work_dir, "ckpt-full-fs")
+    readonly = os.path.join(ARGS.work_dir, "ckpt-ro-fs")
+    run_dir = os.path.join(ARGS.work_dir, "ckpt-disk")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    subprocess.run(["umount", full], capture_output=True)
+    subprocess.run(["umount", readonly], capture_output=True)
+    if not mount_tmpfs(full, "size=3m"):
+        print("SKIPPED: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+        sys.exit(77)
+    try:
+        proc = cord("train", *stage_sets(run_dir, "text", 20), "--set", f"ckpt.dir={full}",
+                    "--set", "ckpt.every_steps=1", "--set", "ckpt.keep_last=20")
+        expect(proc.returncode == 1 and f"not enough space in {full}" in proc.stderr, "the full disk is named", proc)
+        saved = [r["step"] for r in metrics(os.path.join(run_dir, "text", "metrics.jsonl")) if r["type"] == "checkpoint"]
+        expect(saved, "some checkpoints fit before the disk filled")
+        latest = open(os.path.join(full, "latest")).read().strip()
+        expect(latest == f"step-{saved[-1]:08d}.h5", f"the marker names the last good checkpoint: {latest}")
+        check = cord("ckpt", "inspect", os.path.join(full, latest))
+        expect(check.returncode == 0, "the previous checkpoint is intact", check)
+        expect(not [n for n in os.listdir(full) if ".partial-" in n], f"no partial file left: {os.listdir(full)}")
+
+        expect(mount_tmpfs(readonly, "size=1m,ro"), "a read-only tmpfs")
+        proc = cord("train", *stage_sets(run_dir, "text", 3), "--set", f"ckpt.dir={readonly}")
+        expect(proc.returncode == 1 and f"cannot save checkpoint {readonly}/step-00000003.h5" in proc.stderr,
+               "an unwritable folder is named", proc)
+    finally:
+        subprocess.run(["umount", full], capture_output=True)
+        subprocess.run(["umount", readonly], capture_output=True)
 
 
 def eval_report(out, *sets, ranks):

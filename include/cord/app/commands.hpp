@@ -10,10 +10,12 @@ Command info_command();    // info_command.cpp
 Command corpus_command();  // corpus_command.cpp
 Command train_command();   // train_command.cpp
 Command eval_command();    // eval_command.cpp
+Command ckpt_command();    // ckpt_command.cpp
 
 // In the order `cord --help` lists them. A static table: Invocation points into it.
 inline const std::vector<Command>& all_commands() {
-  static const std::vector<Command> commands = {info_command(), corpus_command(), train_command(), eval_command()};
+  static const std::vector<Command> commands = {info_command(), corpus_command(), train_command(), eval_command(),
+                                                        ckpt_command()};
   return commands;
 }
 

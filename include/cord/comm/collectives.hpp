@@ -66,6 +66,9 @@ void barrier(const ProcessGroup& group);
 // other ranks receive an empty vector.
 std::vector<std::string> gather_strings(const ProcessGroup& group, const std::string& mine, int root);
 
+// Object collective: every rank returns rank `root`'s `text`.
+std::string broadcast_string(const ProcessGroup& group, const std::string& text, int root);
+
 // Version of the NCCL library linked in ("2.28.9"), or "" in a build without CUDA.
 std::string nccl_version();
 

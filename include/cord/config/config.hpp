@@ -151,6 +151,19 @@ struct CordConfig {
 };
 
 // [eval] `cord eval`: greedy decoding of one split with audio and with text input.
+// [ckpt] training checkpoints (ckpt/checkpoint.hpp, train/checkpointing.hpp): when a stage
+// saves, how many it keeps, and what it resumes from.
+struct CheckpointConfig {
+  std::string dir = "";               // checkpoint folder; "" = RUN_DIR/STAGE/checkpoints
+  std::string resume = "none";        // none | auto (newest committed checkpoint that verifies) | PATH (--resume)
+  std::int64_t every_steps = 0;       // save every N steps; 0 = off
+  double every_minutes = 0;           // save every T minutes (rank 0's clock); 0 = off
+  double max_wall_minutes = 0;        // save and exit 75 (requeue) before the job has run this long; 0 = no limit
+  std::int64_t keep_last = 2;         // committed checkpoints kept (the newest K)
+  std::int64_t keep_every = 0;        // also keep those whose step is a multiple of this; 0 = none
+  bool at_end = true;                 // save at the end of the stage too
+};
+
 struct EvalConfig {
   std::string split = "test";      // train | validation | test
   std::int64_t max_items = 0;      // evaluate the first N items of the split (corpus order); 0 = all
@@ -166,6 +179,7 @@ struct Config {
   CorpusConfig corpus;
   TrainConfig train;
   CordConfig cord;
+  CheckpointConfig ckpt;
   EvalConfig eval;
 };
 

@@ -15,6 +15,7 @@ enum class ExitCode : int {
   kUsageError = 2,    // bad command line, config file or override
   kCommError = 3,     // MPI or NCCL failure
   kDeviceError = 4,   // CUDA device missing or failing
+  kRequeue = 75,      // a checkpoint was saved after a signal or the wall-time limit: requeue the job
 };
 
 class Error : public std::runtime_error {

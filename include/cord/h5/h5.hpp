@@ -116,6 +116,15 @@ class File {
   void read_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, void* data,
                  Dtype dtype) const;
 
+  // Writes the block start[d] .. start[d] + count[d] (one entry per dimension; a scalar
+  // dataset has one dimension of 1) from `data`, the block's elements contiguous in C order.
+  // In a parallel file every rank calls it; a rank with nothing to write passes data = nullptr.
+  void write_block(const std::string& dataset, const std::vector<std::uint64_t>& start,
+                   const std::vector<std::uint64_t>& count, const void* data, Dtype dtype);
+  // Reads such a block into `data` (nullptr: this rank reads nothing), converting to `dtype`.
+  void read_block(const std::string& dataset, const std::vector<std::uint64_t>& start,
+                  const std::vector<std::uint64_t>& count, void* data, Dtype dtype) const;
+
   template <typename T>
   void write(const std::string& dataset, std::uint64_t row_offset, const std::vector<T>& values,
              std::uint64_t row_elements = 1) {

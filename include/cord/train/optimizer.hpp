@@ -45,6 +45,9 @@ class AdamW {
   // One update with learning rate `lr` using the parameters' current .grad.
   void step(double lr);
   int64_t steps_taken() const { return step_; }
+  // Resuming from a checkpoint: the update count t of the bias correction (m and v are
+  // restored in place through state()).
+  void set_steps_taken(int64_t steps) { step_ = steps; }
 
   // The state for checkpoints: per trainable parameter (in construction order) its owner
   // and, on the owner, m and v (undefined elsewhere).

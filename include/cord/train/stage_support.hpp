@@ -36,7 +36,8 @@ std::set<int64_t> parse_step_list(const std::string& list, const std::string& ke
 // Appends JSON records, one per line, flushed as written (world rank 0 only).
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::string& path);
+  // `append`: keep the records of earlier attempts (a resumed stage); otherwise truncate.
+  explicit MetricsFile(const std::string& path, bool append = false);
   void write(const nlohmann::json& record);
 
  private:
@@ -65,10 +66,12 @@ TrainableParameters trainable_parameters(model::Lalm& model, const comm::Process
 
 // Creates RUN_DIR/STAGE (rank 0), writes the resolved config and opens metrics.jsonl with a
 // header record: stage, command, commit, host, layout, device, precision, plus `extra`.
+// `append` (a resumed stage) keeps the earlier attempts' records; the new header follows them.
 std::unique_ptr<MetricsFile> open_stage_directory(const std::string& stage_dir, const Config& config,
                                                   const comm::ProcessGroups& groups, const std::string& stage,
                                                   const std::string& command_line, const std::string& device,
-                                                  model::Precision precision, const nlohmann::json& extra);
+                                                  model::Precision precision, const nlohmann::json& extra,
+                                                  bool append = false);
 
 // Non-finite steps: agreed on by every rank, skipped, counted and logged; too many in a row
 // stop the run with an Error (the weights keep the last finite update; no model.h5 is written).
@@ -80,6 +83,9 @@ class NonfiniteGuard {
   // max_in_a_row consecutive steps were skipped. `step` is 1-based.
   bool finite(double loss, double grad_norm, int64_t step, const comm::ProcessGroup& world, MetricsFile* metrics);
   int64_t skipped() const { return skipped_; }
+  int64_t in_a_row() const { return in_a_row_; }
+  // Resuming from a checkpoint.
+  void restore(int64_t skipped, int64_t in_a_row) { skipped_ = skipped, in_a_row_ = in_a_row; }
 
  private:
   std::string stage_;

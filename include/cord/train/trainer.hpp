@@ -7,6 +7,8 @@
 //                   record, step_loss = this step's), per skipped step and per validation,
 //                   an end record
 //   model.h5        the weights at the end of the stage (ckpt/model_weights.hpp)
+//   checkpoints/    training checkpoints and their commit marker (train/checkpointing.hpp);
+//                   a resumed stage appends to metrics.jsonl after a new header record
 //
 // One step: the loader's global batch (every dp rank its share) is cut into micro-batches;
 // each is forwarded and backwarded with the loss scaled so that the accumulated gradient
@@ -29,6 +31,7 @@ struct StageSummary {
   double last_loss = 0; // training loss of the last finite step
   double seconds = 0;
   std::string weights_path;
+  bool stopped = false;  // saved a checkpoint and stopped early (signal or wall-time limit): requeue
 };
 
 class Trainer {
@@ -42,7 +45,9 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // Collective: runs every step of the stage, validates, saves the weights.
+  // Collective: runs every step of the stage (from the resumed step, when ckpt.resume found
+  // one), validates, saves the weights; returns early with `stopped` after a signal or the
+  // wall-time limit (checkpoint saved, no weights file).
   StageSummary run();
 
  private:

@@ -1,0 +1,67 @@
+#include "file_attributes.hpp"
+
+#include <sstream>
+
+#include "cord/core/build_info.hpp"
+
+namespace cord::ckpt::detail {
+namespace {
+
+// Fields that do not change the architecture (a model initialised differently loads fine).
+bool architecture_field(std::string_view key) {
+  return key.substr(0, 6) == "model." && key != "model.init_seed" && key != "model.init_std";
+}
+
+std::string field_text(const Field& field) {
+  return std::visit(
+      [](auto* p) -> std::string {
+        std::ostringstream os;
+        os << *p;
+        return os.str();
+      },
+      field.ref);
+}
+
+}  // namespace
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i) out += (i == 0 ? "" : "\n") + lines[i];
+  return out;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+void write_model_attributes(h5::File& file, const ModelConfig& model, const std::vector<std::string>& vocab,
+                            const std::string& config_toml) {
+  file.set_attribute("/", "commit", build_info().commit);
+  file.set_attribute("/", "config", config_toml);
+  file.set_attribute("/", "vocab", join_lines(vocab));
+  Config config;
+  config.model = model;
+  for (const Field& field : config_fields(config)) {
+    if (architecture_field(field.key)) file.set_attribute("/", std::string(field.key), field_text(field));
+  }
+}
+
+std::string architecture_differences(const h5::File& file, const ModelConfig& model) {
+  Config config;
+  config.model = model;
+  std::string differences;
+  for (const Field& field : config_fields(config)) {
+    if (!architecture_field(field.key)) continue;
+    const std::string key(field.key);
+    const std::string stored = file.has_attribute("/", key) ? file.attribute_string("/", key) : "(absent)";
+    const std::string wanted = field_text(field);
+    if (stored != wanted) differences += "\n  " + key + ": file " + stored + ", config " + wanted;
+  }
+  return differences;
+}
+
+}  // namespace cord::ckpt::detail

@@ -1,0 +1,282 @@
+// Training checkpoints (ckpt/checkpoint.hpp): the layout-independent checksum, a checkpoint
+// written collectively under tp = world size and read under tp = 1 and back (tp = 2 <-> 1
+// under mpiexec -n 2, tp = 4 <-> 1 under -n 4), commit and retention, and what resume does
+// with damaged, uncommitted or foreign files.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "cord/ckpt/checkpoint.hpp"
+#include "cord/comm/collectives.hpp"
+#include "cord/core/error.hpp"
+#include "cord/core/files.hpp"
+#include "model_fixtures.hpp"
+#include "mpi_test_world.hpp"
+
+namespace cord::ckpt {
+namespace {
+
+using testing::world;
+
+comm::ProcessGroups groups_with_tp(int tp) {
+  return comm::make_process_groups(world(), comm::ParallelDims::resolve(0, tp, world().size()), false);
+}
+
+// A fresh folder every rank agrees on (rank 0's pid).
+std::string shared_folder(const std::string& name) {
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  const std::string folder = "/tmp/cord_ckpt_test_" + comm::broadcast_string(groups.world, std::to_string(getpid()), 0) +
+                             "_" + name;
+  if (world().rank() == 0) {
+    std::system(("rm -rf " + folder).c_str());
+    make_directories(folder);
+  }
+  comm::barrier(groups.world);
+  return folder;
+}
+
+const std::vector<std::string> kVocab{"<pad>", "<bos>", "<eos>", "a", "b"};
+
+// The model's parameters as checkpoint tensors: the tp ranks of dp rank 0 write shards,
+// replicated tensors are written by tp rank 0.
+std::vector<ShardedTensor> tensors_of(model::Lalm& model, const comm::ProcessGroups& groups) {
+  std::vector<ShardedTensor> tensors;
+  for (const model::ParamShard& shard : model::sharded_parameters(*model, groups.tp)) {
+    const bool writes = groups.dp.rank() == 0 && (shard.split_dim >= 0 || groups.tp.rank() == 0);
+    tensors.push_back({"params/" + shard.name, shard.param, shard.global_shape, shard.split_dim, shard.offset, writes});
+  }
+  return tensors;
+}
+
+SaveRequest request_for(const std::string& folder, int64_t step, const ModelConfig& config) {
+  SaveRequest request;
+  request.directory = folder;
+  request.progress.stage = "text";
+  request.progress.step = step;
+  request.progress.optimizer_steps = step;
+  request.progress.loader_epoch = 1;
+  request.progress.loader_next_batch = step % 5;
+  request.progress.loader_seed = 9;
+  request.progress.run_id = "test";
+  request.config_toml = "# test\n";
+  request.vocab = kVocab;
+  request.model = config;
+  request.device = "cpu";
+  return request;
+}
+
+void perturb(model::Lalm& model, double amount) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) p.add_(amount);
+}
+
+// Every parameter of `full` (tp = 1) equals the global tensor that `sharded`'s shards form.
+void expect_same_global(model::Lalm& full, model::Lalm& sharded) {
+  const auto a = model::sharded_parameters(*full, full->tp_group());
+  const auto b = model::sharded_parameters(*sharded, sharded->tp_group());
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    at::Tensor expected = a[i].param;
+    if (b[i].split_dim >= 0) expected = expected.narrow(b[i].split_dim, b[i].offset, b[i].param.size(b[i].split_dim));
+    EXPECT_TRUE(torch::equal(expected, b[i].param)) << b[i].name;
+  }
+}
+
+TEST(Checkpoint, ChecksumOfBlocksAddsUpToTheWholeTensor) {
+  const at::Tensor whole = torch::arange(24, torch::kFloat).reshape({4, 6}).mul(0.37);
+  const std::vector<int64_t> shape{4, 6};
+  const uint64_t total = block_checksum(whole, shape, -1, 0);
+  for (int dim : {0, 1}) {
+    const int64_t half = whole.size(dim) / 2;
+    const uint64_t first = block_checksum(whole.narrow(dim, 0, half).contiguous(), shape, dim, 0);
+    const uint64_t second = block_checksum(whole.narrow(dim, half, half).contiguous(), shape, dim, half);
+    EXPECT_EQ(first + second, total) << "split along " << dim;
+  }
+  at::Tensor changed = whole.clone();
+  changed[2][3] = 1.0f;
+  EXPECT_NE(block_checksum(changed, shape, -1, 0), total);
+  // Moving a value to another place changes it too (the index is part of the hash).
+  EXPECT_NE(block_checksum(whole.flip(1).contiguous(), shape, -1, 0), total);
+}
+
+TEST(Checkpoint, WrittenUnderOneTensorParallelLayoutLoadsUnderAnother) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("reshard");
+  const comm::ProcessGroups wide = groups_with_tp(world().size());
+  model::Lalm writer(config, wide.tp);
+  perturb(writer, 0.25);
+  const SavedCheckpoint saved = save_checkpoint(request_for(folder, 7, config), tensors_of(writer, wide), wide, {});
+  EXPECT_EQ(saved.path, folder + "/step-00000007.h5");
+  EXPECT_GT(saved.bytes, 0);
+
+  if (world().rank() == 0) {
+    const CheckpointInfo info = inspect_checkpoint(saved.path, true);
+    EXPECT_TRUE(info.verified) << info.problem;
+    EXPECT_EQ(info.step, 7);
+    EXPECT_EQ(info.tp, world().size());
+    std::ifstream marker(folder + "/latest");
+    std::string name;
+    marker >> name;
+    EXPECT_EQ(name, "step-00000007.h5");
+  }
+
+  // tp = 1, every rank a dp rank: each reads the whole tensors.
+  const comm::ProcessGroups narrow = groups_with_tp(1);
+  ModelConfig other = config;
+  other.init_seed = 99;
+  model::Lalm reader(other, narrow.tp);
+  const Progress progress = load_checkpoint(saved.path, tensors_of(reader, narrow), narrow, other, "text");
+  EXPECT_EQ(progress.step, 7);
+  EXPECT_EQ(progress.loader_next_batch, 2);
+  EXPECT_EQ(progress.loader_seed, 9);
+  expect_same_global(reader, writer);
+
+  // And back: tp = 1 writes (dp rank 0 only), tp = world size reads.
+  perturb(reader, -0.5);
+  const SavedCheckpoint back = save_checkpoint(request_for(folder, 8, config), tensors_of(reader, narrow), narrow, {});
+  model::Lalm reread(other, wide.tp);
+  load_checkpoint(back.path, tensors_of(reread, wide), wide, config, "text");
+  expect_same_global(reader, reread);
+}
+
+TEST(Checkpoint, RetentionKeepsTheLastAndTheMilestones) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("retention");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  model::Lalm model(config, groups.tp);
+  for (int64_t step = 1; step <= 9; ++step) {
+    save_checkpoint(request_for(folder, step, config), tensors_of(model, groups), groups, Retention{2, 4});
+  }
+  if (world().rank() == 0) {
+    for (int64_t step = 1; step <= 9; ++step) {
+      const bool kept = step == 4 || step == 8 || step == 9;
+      EXPECT_EQ(access((folder + "/" + checkpoint_file_name(step)).c_str(), F_OK) == 0, kept) << "step " << step;
+    }
+    const ResumeChoice choice = choose_checkpoint("auto", folder);
+    EXPECT_EQ(choice.path, folder + "/step-00000009.h5");
+  }
+  comm::barrier(groups.world);
+}
+
+// Rank 0 only: damaged files are passed over, uncommitted ones ignored.
+TEST(Checkpoint, ResumeAutoPassesOverDamagedAndUncommittedFiles) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("damaged");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  model::Lalm model(config, groups.tp);
+  for (int64_t step : {2, 4, 6}) {
+    save_checkpoint(request_for(folder, step, config), tensors_of(model, groups), groups, Retention{5, 0});
+  }
+  if (world().rank() == 0) {
+    const std::string step6 = folder + "/step-00000006.h5", step4 = folder + "/step-00000004.h5";
+    // Flip bytes in the middle of step 6's data: its checksum fails, step 4 is used.
+    {
+      const CheckpointInfo before = inspect_checkpoint(step6, true);
+      ASSERT_TRUE(before.verified) << before.problem;
+      std::fstream file(step6, std::ios::in | std::ios::out | std::ios::binary);
+      file.seekg(0, std::ios::end);
+      const std::streamoff size = file.tellg();
+      // The parameter data sits between the metadata at the start and the end of the file.
+      for (std::streamoff at = size / 3; at < size / 3 + 64; ++at) {
+        file.seekg(at);
+        char byte = 0;
+        file.read(&byte, 1);
+        file.seekp(at);
+        byte = static_cast<char>(byte ^ 0x5a);
+        file.write(&byte, 1);
+      }
+    }
+    const CheckpointInfo damaged = inspect_checkpoint(step6, true);
+    EXPECT_FALSE(damaged.verified);
+    EXPECT_FALSE(damaged.problem.empty());
+    ResumeChoice choice = choose_checkpoint("auto", folder);
+    EXPECT_EQ(choice.path, step4);
+    ASSERT_EQ(choice.rejected.size(), 1u);
+    EXPECT_NE(choice.rejected[0].find(step6), std::string::npos);
+    EXPECT_THROW(choose_checkpoint(step6, folder), UsageError);
+
+    // Truncated: unreadable, passed over the same way.
+    EXPECT_EQ(truncate(step4.c_str(), 2000), 0);
+    choice = choose_checkpoint("auto", folder);
+    EXPECT_EQ(choice.path, folder + "/step-00000002.h5");
+    EXPECT_EQ(choice.rejected.size(), 2u);
+
+    // A marker naming a missing file: reported, the previous used.
+    write_file_atomically(folder + "/latest", "step-00000010.h5\n");
+    choice = choose_checkpoint("auto", folder);
+    EXPECT_EQ(choice.path, folder + "/step-00000002.h5");
+    EXPECT_NE(choice.rejected[0].find("named by the commit marker but missing"), std::string::npos);
+
+    // A file newer than the marker is not committed.
+    write_file_atomically(folder + "/latest", "step-00000004.h5\n");
+    choice = choose_checkpoint("auto", folder);
+    ASSERT_EQ(choice.uncommitted.size(), 1u);
+    EXPECT_EQ(choice.uncommitted[0], step6);
+
+    // No marker: nothing is committed; start from the beginning.
+    std::remove((folder + "/latest").c_str());
+    choice = choose_checkpoint("auto", folder);
+    EXPECT_TRUE(choice.path.empty());
+    EXPECT_EQ(choice.uncommitted.size(), 3u);
+
+    // Every committed checkpoint damaged: a clear error, not a silent fresh start.
+    write_file_atomically(folder + "/latest", "step-00000004.h5\n");
+    EXPECT_EQ(truncate((folder + "/step-00000002.h5").c_str(), 100), 0);
+    try {
+      choose_checkpoint("auto", folder);
+      FAIL() << "expected an error";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("no checkpoint in " + folder + " verifies"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(choose_checkpoint("none", folder).path.empty());
+  }
+  comm::barrier(groups.world);
+}
+
+TEST(Checkpoint, AnotherArchitectureOrStageIsRejected) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("arch");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  model::Lalm model(config, groups.tp);
+  const SavedCheckpoint saved = save_checkpoint(request_for(folder, 3, config), tensors_of(model, groups), groups, {});
+  try {
+    load_checkpoint(saved.path, tensors_of(model, groups), groups, config, "align");
+    FAIL() << "expected a stage mismatch";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to stage text"), std::string::npos) << e.what();
+  }
+  ModelConfig wider = config;
+  wider.d_model = 64;
+  try {
+    load_checkpoint(saved.path, tensors_of(model, groups), groups, wider, "text");
+    FAIL() << "expected an architecture mismatch";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.d_model: file 32, config 64"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, AnUnwritableFolderFailsOnEveryRankAndKeepsTheCommittedCheckpoint) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("unwritable");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  model::Lalm model(config, groups.tp);
+  save_checkpoint(request_for(folder, 1, config), tensors_of(model, groups), groups, {});
+  // A regular file where the folder should be: every rank gets the error, naming it.
+  const std::string blocked = folder + "/blocked";
+  if (world().rank() == 0) std::ofstream(blocked) << "x";
+  comm::barrier(groups.world);
+  try {
+    save_checkpoint(request_for(blocked, 2, config), tensors_of(model, groups), groups, {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot save checkpoint " + blocked + "/step-00000002.h5"), std::string::npos)
+        << e.what();
+  }
+  if (world().rank() == 0) EXPECT_TRUE(inspect_checkpoint(folder + "/step-00000001.h5", true).verified);
+  comm::barrier(groups.world);
+}
+
+}  // namespace
+}  // namespace cord::ckpt
