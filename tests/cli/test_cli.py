@@ -725,8 +725,9 @@ def kill_and_resume(name, kills, ranks=None, steps=60):
     launcher = [ARGS.mpiexec, "-n", str(ranks)] if ranks else []
     # The uninterrupted run, timed: start-up (until the first step record) and training.
     started = time.monotonic()
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would stall the job
     job = subprocess.Popen([*launcher, ARGS.cord, "train", *stage_sets(reference, "text", steps), *sets],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.DEVNULL, stderr=log, text=True)
     path = os.path.join(reference, "text", "metrics.jsonl")
     startup = None
     while job.poll() is None:
@@ -734,7 +735,8 @@ def kill_and_resume(name, kills, ranks=None, steps=60):
             startup = time.monotonic() - started
         time.sleep(0.02)
     duration = time.monotonic() - started
-    err = job.stderr.read()
+    log.seek(0)
+    err = log.read()
     expect(job.returncode == 0 and startup is not None, f"uninterrupted run:\n{err[-3000:]}")
     training = duration - startup
     expected, _ = step_losses(reference, "text")
@@ -796,7 +798,8 @@ def case_ckpt_signal_np2():
     expect(proc.returncode == 0, "uninterrupted run", proc)
     expected, _ = step_losses(reference, "text")
     cmd = [ARGS.mpiexec, "-n", "2", ARGS.cord, "train", *stage_sets(victim, "text", steps), "--resume", "auto"]
-    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: nobody reads it while the job runs
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
     path = os.path.join(victim, "text", "metrics.jsonl")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -804,7 +807,9 @@ def case_ckpt_signal_np2():
             break
         time.sleep(0.05)
     job.send_signal(signal.SIGUSR1)
-    out, err = job.communicate(timeout=120)
+    job.wait(timeout=120)
+    log.seek(0)
+    err = log.read()
     expect(job.returncode == 75, f"exit 75 after SIGUSR1 (got {job.returncode})\n{err[-3000:]}")
     expect("stopping after step" in err and "SIGUSR1" in err, f"the stop is logged:\n{err[-3000:]}")
     records = metrics(path)

@@ -1,0 +1,110 @@
+// Checkpoint write and read throughput (ckpt/checkpoint.hpp) for the small config (d 128,
+// 4 layers) and a larger one (d 512, 8 layers), under tp = world size: each rank writes its
+// tensor-parallel shards into one file with parallel HDF5. A checkpoint holds the
+// parameters and AdamW's m and v (12 bytes per parameter). Run with bench/run_ckpt.sh, which
+// also times `dd` of the same size on the same disk and writes bench/results/.
+//
+//   save/<config>   save_checkpoint: checksums, collective write, fsync, rename, marker
+//   load/<config>   load_checkpoint of that file into this rank's shards (the file was just
+//                   written, so it is read from the page cache: an upper bound for a cold read)
+// The folder is $CORD_CKPT_BENCH_DIR (default /tmp/cord_ckpt_bench). Under MPI every rank runs
+// the same fixed iterations, timed as the slowest rank (mpi_benchmark.hpp).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "cord/ckpt/checkpoint.hpp"
+#include "cord/comm/process_group.hpp"
+#include "cord/comm/world.hpp"
+#include "cord/model/lalm.hpp"
+#include "cord/train/checkpointing.hpp"
+#include "cord/train/optimizer.hpp"
+#include "mpi_benchmark.hpp"
+
+namespace {
+
+using namespace cord;
+
+const comm::World* g_world = nullptr;  // NOLINT: the benchmark process's World
+
+ModelConfig config_named(const std::string& name) {
+  ModelConfig c;  // the defaults are the small CPU config
+  c.vocab_size = 256;
+  if (name == "large") {
+    c.d_model = 512;
+    c.n_layers = 8;
+    c.n_heads = 8;
+    c.audio.d_model = 256;
+  }
+  return c;
+}
+
+std::string bench_dir() {
+  const char* dir = std::getenv("CORD_CKPT_BENCH_DIR");
+  return dir != nullptr ? dir : "/tmp/cord_ckpt_bench";
+}
+
+struct Setup {
+  comm::ProcessGroups groups;
+  model::Lalm model{nullptr};
+  std::unique_ptr<train::AdamW> optimizer;
+  std::vector<ckpt::ShardedTensor> tensors;
+  ckpt::SaveRequest request;
+};
+
+Setup make_setup(const std::string& name) {
+  const comm::ParallelDims dims = comm::ParallelDims::resolve(1, g_world->size(), g_world->size());
+  Setup s{comm::make_process_groups(*g_world, dims, false)};
+  s.model = model::Lalm(config_named(name), s.groups.tp);
+  s.optimizer = std::make_unique<train::AdamW>(model::sharded_parameters(*s.model, s.groups.tp), train::AdamWOptions{});
+  s.tensors = train::checkpoint_tensors(s.model, *s.optimizer, s.groups, false);
+  s.request.directory = bench_dir() + "/" + name;
+  s.request.progress.stage = "text";
+  s.request.progress.run_id = "bench";
+  s.request.model = config_named(name);
+  s.request.device = "cpu";
+  return s;
+}
+
+void save(benchmark::State& state, const std::string& name) {
+  Setup s = make_setup(name);
+  int64_t bytes = 0, step = 0;
+  bench::time_slowest_rank(state, s.groups.world.mpi_comm(), [&] {
+    s.request.progress.step = ++step;
+    bytes = ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0}).bytes;
+  });
+  state.SetBytesProcessed(bytes * static_cast<int64_t>(state.iterations()));
+  state.counters["file_bytes"] = static_cast<double>(bytes);
+}
+
+void load(benchmark::State& state, const std::string& name) {
+  Setup s = make_setup(name);
+  s.request.progress.step = 1;
+  const ckpt::SavedCheckpoint saved = ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0});
+  bench::time_slowest_rank(state, s.groups.world.mpi_comm(), [&] {
+    ckpt::load_checkpoint(saved.path, s.tensors, s.groups, s.request.model, "text");
+  });
+  state.SetBytesProcessed(saved.bytes * static_cast<int64_t>(state.iterations()));
+  state.counters["file_bytes"] = static_cast<double>(saved.bytes);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cord::comm::World world(&argc, &argv);
+  g_world = &world;
+  torch::set_num_threads(1);
+  bench::initialize(argc, argv, world);
+  for (const char* name : {"small", "large"}) {
+    const std::string config = name;
+    benchmark::RegisterBenchmark(("save/" + config).c_str(), [config](benchmark::State& st) { save(st, config); })
+        ->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("load/" + config).c_str(), [config](benchmark::State& st) { load(st, config); })
+        ->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+  }
+  bench::run(world);
+  return 0;
+}
