@@ -12,7 +12,9 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <string>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -96,7 +98,8 @@ void load(benchmark::State& state, const std::string& name) {
 int main(int argc, char** argv) {
   cord::comm::World world(&argc, &argv);
   g_world = &world;
-  torch::set_num_threads(1);
+  // As cord runs: the node's cores shared by its ranks (the checksums use these threads).
+  torch::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world.size()));
   bench::initialize(argc, argv, world);
   for (const char* name : {"small", "large"}) {
     const std::string config = name;

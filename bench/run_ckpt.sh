@@ -13,7 +13,7 @@ dir=${CORD_CKPT_BENCH_DIR:-runs/ckpt_bench}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 rm -rf "$dir"
-mkdir -p "$dir" bench/results
+mkdir -p "$dir/resume" bench/results
 for ranks in 1 2; do
   CORD_CKPT_BENCH_DIR="$dir/np$ranks" mpiexec -n "$ranks" "$build/bench/cord_ckpt_bench" \
     --benchmark_out="$dir/bench_np$ranks.json" --benchmark_out_format=json

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/torch.h>
 
@@ -207,36 +208,60 @@ std::string checkpoint_file_name(int64_t step) {
   return name;
 }
 
+namespace {
+
+// The checksum terms of `rows` rows of `inner` elements each, element type Bits (the
+// element's bytes as an unsigned integer); row r starts at global flat index base(r).
+template <typename Bits, typename Base>
+uint64_t sum_terms(const uint8_t* bytes, int64_t row_begin, int64_t row_end, int64_t inner, Base base) {
+  uint64_t sum = 0;
+  const auto* values = reinterpret_cast<const Bits*>(bytes);
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const uint64_t first = base(r);
+    const Bits* row = values + r * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      sum += mix64((first + static_cast<uint64_t>(i)) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(row[i]));
+    }
+  }
+  return sum;
+}
+
+}  // namespace
+
 uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& global_shape, int split_dim,
                         int64_t offset) {
   CORD_CHECK(block.is_contiguous() && block.device().is_cpu(), "block_checksum needs a contiguous CPU tensor");
   const auto* bytes = static_cast<const uint8_t*>(block.data_ptr());
   const size_t element = block.element_size();
-  CORD_CHECK(element <= 8, "block_checksum: elements of at most 8 bytes");
-  // View the block as [outer, local, inner] around split_dim; global flat index =
-  // (o * global_split + offset + l) * inner + i.
-  int64_t outer = 1, local = block.numel(), global = block.numel(), inner = 1;
+  CORD_CHECK(element == 1 || element == 4 || element == 8, "block_checksum: elements of 1, 4 or 8 bytes");
+  // View the block as [outer, local, inner] around split_dim, as rows of `inner` elements:
+  // row (o, l) starts at global flat index (o * global_split + offset + l) * inner.
+  int64_t outer = 1, local = 1, global = 1, inner = block.numel();
   if (split_dim >= 0) {
     for (int d = 0; d < split_dim; ++d) outer *= block.size(d);
     local = block.size(split_dim);
     global = global_shape[static_cast<size_t>(split_dim)];
+    inner = 1;
     for (int64_t d = split_dim + 1; d < block.dim(); ++d) inner *= block.size(d);
   } else {
     offset = 0;
   }
-  uint64_t sum = 0;
-  int64_t k = 0;
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t l = 0; l < local; ++l) {
-      const uint64_t base = static_cast<uint64_t>((o * global + offset + l) * inner);
-      for (int64_t i = 0; i < inner; ++i, ++k) {
-        uint64_t bits = 0;
-        std::memcpy(&bits, bytes + static_cast<size_t>(k) * element, element);
-        sum += mix64((base + static_cast<uint64_t>(i)) * 0x9E3779B97F4A7C15ULL + bits);
-      }
-    }
-  }
-  return sum;
+  if (inner == 0 || outer * local == 0) return 0;
+  const auto base = [=](int64_t row) {
+    return static_cast<uint64_t>(((row / local) * global + offset + row % local) * inner);
+  };
+  // Integer sums modulo 2^64 are exact in any order: threads sum chunks of rows.
+  const int64_t rows = outer * local;
+  uint64_t total = 0;
+  std::mutex lock;
+  at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / inner), [&](int64_t begin, int64_t end) {
+    const uint64_t sum = element == 4   ? sum_terms<uint32_t>(bytes, begin, end, inner, base)
+                         : element == 8 ? sum_terms<uint64_t>(bytes, begin, end, inner, base)
+                                        : sum_terms<uint8_t>(bytes, begin, end, inner, base);
+    const std::lock_guard<std::mutex> guard(lock);
+    total += sum;
+  });
+  return total;
 }
 
 SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
