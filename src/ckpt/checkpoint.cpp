@@ -18,6 +18,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <numeric>
 #include <sstream>
@@ -300,17 +301,22 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
 
   // 2. Checksums: each writer sums its blocks; the sums of a tensor's blocks add up to the
   //    tensor's checksum. Summed as 32-bit halves in int64 so that nothing overflows.
+  //    The tensors' sums are computed by a helper thread while this one writes the file;
+  //    their attributes are set after the data.
   std::vector<at::Tensor> blocks(tensors.size());
-  at::Tensor halves = torch::zeros({static_cast<int64_t>(tensors.size()), 2}, torch::kInt64);
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const ShardedTensor& t = tensors[i];
-    if (!t.writes) continue;
-    CORD_CHECK(t.local.defined(), "checkpoint tensor " + t.key + ": a writer without data");
-    blocks[i] = cpu_float(t.local);
-    const uint64_t sum = block_checksum(blocks[i], t.global_shape, t.split_dim, t.offset);
-    halves[static_cast<int64_t>(i)][0] = static_cast<int64_t>(sum & 0xFFFFFFFFULL);
-    halves[static_cast<int64_t>(i)][1] = static_cast<int64_t>(sum >> 32);
+    if (!tensors[i].writes) continue;
+    CORD_CHECK(tensors[i].local.defined(), "checkpoint tensor " + tensors[i].key + ": a writer without data");
+    blocks[i] = cpu_float(tensors[i].local);
   }
+  std::future<std::vector<uint64_t>> block_sums = std::async(std::launch::async, [&] {
+    std::vector<uint64_t> sums(tensors.size(), 0);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const ShardedTensor& t = tensors[i];
+      if (t.writes) sums[i] = block_checksum(blocks[i], t.global_shape, t.split_dim, t.offset);
+    }
+    return sums;
+  });
   const int64_t dp = groups.dims.dp();
   const at::Tensor cpu_state = generator_state(false);
   const at::Tensor cuda_state = cuda ? generator_state(true) : at::Tensor();
@@ -329,7 +335,6 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
   if (loader_writer) add_halves(0, row_checksum(loader_row, groups.dp.rank(), dp));
   add_halves(1, row_checksum(cpu_state, world.rank(), world.size()));
   if (cuda) add_halves(2, row_checksum(cuda_state, world.rank(), world.size()));
-  comm::all_reduce(world, halves, comm::ReduceOp::kSum);
   comm::all_reduce(world, extra_halves, comm::ReduceOp::kSum);
   auto combine = [](const at::Tensor& pair) {
     return hex64(static_cast<uint64_t>(pair[0].item<int64_t>()) + (static_cast<uint64_t>(pair[1].item<int64_t>()) << 32));
@@ -370,7 +375,6 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
       const ShardedTensor& t = tensors[i];
       const std::string dataset = "/" + t.key;
       file.create_dataset(dataset, h5::Dtype::kFloat32, unsigned_shape(t.global_shape));
-      file.set_attribute(dataset, "checksum", combine(halves[static_cast<int64_t>(i)]));
       std::vector<uint64_t> block_start, block_count;
       if (t.writes) block_of(t, block_start, block_count);
       else block_start = block_count = std::vector<uint64_t>(unsigned_shape(t.global_shape).size(), 0);
@@ -389,6 +393,17 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
     };
     write_states("/rng/cpu", cpu_state, 1);
     if (cuda) write_states("/rng/cuda", cuda_state, 2);
+    const std::vector<uint64_t> sums = block_sums.get();
+    at::Tensor halves = torch::zeros({static_cast<int64_t>(tensors.size()), 2}, torch::kInt64);
+    auto halves_a = halves.accessor<int64_t, 2>();
+    for (size_t i = 0; i < sums.size(); ++i) {
+      halves_a[static_cast<int64_t>(i)][0] = static_cast<int64_t>(sums[i] & 0xFFFFFFFFULL);
+      halves_a[static_cast<int64_t>(i)][1] = static_cast<int64_t>(sums[i] >> 32);
+    }
+    comm::all_reduce(world, halves, comm::ReduceOp::kSum);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      file.set_attribute("/" + tensors[i].key, "checksum", combine(halves[static_cast<int64_t>(i)]));
+    }
     file.close();
   } catch (const std::exception& e) {
     failure = e.what();
