@@ -115,7 +115,8 @@ StageCheckpointer::~StageCheckpointer() {
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &clocks_->previous[i], nullptr);
 }
 
-std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, AdamW& optimizer) {
+std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, AdamW& optimizer,
+                                                        data::CorpusLoader& loader) {
   // Rank 0 chooses (it reads and verifies the candidates); the others learn the outcome.
   std::string outcome;
   ckpt::ResumeChoice choice;
@@ -149,6 +150,7 @@ std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, Adam
       ckpt::load_checkpoint(path, checkpoint_tensors(model, optimizer, groups_, config_.train.zero1), groups_,
                             config_.model, config_.train.stage);
   optimizer.set_steps_taken(progress.optimizer_steps);
+  loader.restore({progress.loader_epoch, progress.loader_next_batch, static_cast<uint64_t>(progress.loader_seed)});
   run_id_ = progress.run_id;
   resumed_from_ = path;
   resumed_step_ = progress.step;

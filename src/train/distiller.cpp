@@ -260,11 +260,7 @@ Distiller::Distiller(const Config& config, const comm::ProcessGroups& groups, co
   s.loader = std::make_unique<data::CorpusLoader>(*s.corpus, data::shard_options(loader_options, groups.dims,
                                                                                    groups.world.rank()));
   s.checkpointer = std::make_unique<StageCheckpointer>(s.config, groups, s.run_dir, device, s.corpus->tokenizer().vocab());
-  s.resumed = s.checkpointer->resume(s.model, *s.optimizer);
-  if (s.resumed) {
-    s.loader->restore({s.resumed->loader_epoch, s.resumed->loader_next_batch,
-                       static_cast<uint64_t>(s.resumed->loader_seed)});
-  }
+  s.resumed = s.checkpointer->resume(s.model, *s.optimizer, *s.loader);
   json stage_header{{"corpus", tc.corpus},
                     {"init", s.init},
                     {"method", cc.method},

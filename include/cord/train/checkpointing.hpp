@@ -57,10 +57,10 @@ class StageCheckpointer {
   StageCheckpointer& operator=(const StageCheckpointer&) = delete;
 
   // Collective: resolves ckpt.resume (rank 0 chooses, every rank loads). With a checkpoint,
-  // loads it into `model` and `optimizer` (m, v, t) and returns its progress, whose loader
-  // fields and counters the stage restores; nullopt: start from step 0. Throws UsageError
-  // on every rank for a damaged named checkpoint or another architecture or stage.
-  std::optional<ckpt::Progress> resume(model::Lalm& model, AdamW& optimizer);
+  // loads it into `model`, `optimizer` (m, v, t) and `loader` (its position) and returns its
+  // progress, whose counters the stage restores; nullopt: start from step 0. Throws
+  // UsageError on every rank for a damaged named checkpoint or another architecture or stage.
+  std::optional<ckpt::Progress> resume(model::Lalm& model, AdamW& optimizer, data::CorpusLoader& loader);
 
   enum class Decision { kContinue, kStop };
   // Collective, after every step (skipped ones too): saves when a trigger fires, logs it
