@@ -440,17 +440,7 @@ Progress load_checkpoint(const std::string& path, const std::vector<ShardedTenso
                          const comm::ProcessGroups& groups, const ModelConfig& model, const std::string& stage) {
   if (!exists(path)) throw UsageError("checkpoint " + path + " does not exist");
   const h5::File file = h5::File::open_read_only(path);
-  if (!file.has_attribute("/", "format") || file.attribute_string("/", "format") != kFormat) {
-    throw UsageError(path + " is not a cord checkpoint (no format = \"" + std::string(kFormat) + "\" attribute)");
-  }
-  if (file.attribute_int("/", "version") != kVersion) {
-    throw UsageError(path + ": checkpoint format version " + std::to_string(file.attribute_int("/", "version")) +
-                     " is not supported (this build reads version " + std::to_string(kVersion) + ")");
-  }
-  const std::string differences = detail::architecture_differences(file, model);
-  if (!differences.empty()) {
-    throw UsageError("checkpoint " + path + " was written for another model architecture:" + differences);
-  }
+  detail::check_file_kind(file, path, "checkpoint", kFormat, kVersion, model);
   Progress progress;
   progress.stage = file.attribute_string("/", "stage");
   if (progress.stage != stage) {

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "cord/core/build_info.hpp"
+#include "cord/core/error.hpp"
 
 namespace cord::ckpt::detail {
 namespace {
@@ -50,7 +51,15 @@ void write_model_attributes(h5::File& file, const ModelConfig& model, const std:
   }
 }
 
-std::string architecture_differences(const h5::File& file, const ModelConfig& model) {
+void check_file_kind(const h5::File& file, const std::string& path, const std::string& noun, const std::string& format,
+                     int64_t version, const ModelConfig& model) {
+  if (!file.has_attribute("/", "format") || file.attribute_string("/", "format") != format) {
+    throw UsageError(path + " is not a cord " + noun + " (no format = \"" + format + "\" attribute)");
+  }
+  if (file.attribute_int("/", "version") != version) {
+    throw UsageError(path + ": " + noun + " format version " + std::to_string(file.attribute_int("/", "version")) +
+                     " is not supported (this build reads version " + std::to_string(version) + ")");
+  }
   Config config;
   config.model = model;
   std::string differences;
@@ -61,7 +70,9 @@ std::string architecture_differences(const h5::File& file, const ModelConfig& mo
     const std::string wanted = field_text(field);
     if (stored != wanted) differences += "\n  " + key + ": file " + stored + ", config " + wanted;
   }
-  return differences;
+  if (!differences.empty()) {
+    throw UsageError(noun + " " + path + " was written for another model architecture:" + differences);
+  }
 }
 
 }  // namespace cord::ckpt::detail

@@ -18,7 +18,10 @@ std::vector<std::string> split_lines(const std::string& text);
 void write_model_attributes(h5::File& file, const ModelConfig& model, const std::vector<std::string>& vocab,
                             const std::string& config_toml);
 
-// "\n  model.d_model: file 128, config 256" per architecture field that differs; "" when none.
-std::string architecture_differences(const h5::File& file, const ModelConfig& model);
+// Checks that `file` (at `path`) is a `noun` ("weights file", "checkpoint") of `format` and
+// `version`, written for an architecture equal to `model`; throws UsageError naming the file
+// and every architecture field that differs ("model.d_model: file 128, config 256").
+void check_file_kind(const h5::File& file, const std::string& path, const std::string& noun, const std::string& format,
+                     int64_t version, const ModelConfig& model);
 
 }  // namespace cord::ckpt::detail

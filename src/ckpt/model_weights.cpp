@@ -85,17 +85,7 @@ void save_weights(const std::string& path, model::Lalm& model, const comm::Proce
 WeightsHeader read_weights_header(const std::string& path, const ModelConfig& model_config) {
   if (access(path.c_str(), R_OK) != 0) throw UsageError("weights file " + path + " does not exist or is unreadable");
   const h5::File file = h5::File::open_read_only(path);
-  if (!file.has_attribute("/", "format") || file.attribute_string("/", "format") != kFormat) {
-    throw UsageError(path + " is not a cord weights file (no format = \"" + std::string(kFormat) + "\" attribute)");
-  }
-  if (file.attribute_int("/", "version") != kVersion) {
-    throw UsageError(path + ": weights format version " + std::to_string(file.attribute_int("/", "version")) +
-                     " is not supported (this build reads version " + std::to_string(kVersion) + ")");
-  }
-  const std::string differences = detail::architecture_differences(file, model_config);
-  if (!differences.empty()) {
-    throw UsageError("weights file " + path + " was written for another model architecture:" + differences);
-  }
+  detail::check_file_kind(file, path, "weights file", kFormat, kVersion, model_config);
   WeightsHeader header;
   header.path = path;
   header.stage = file.attribute_string("/", "stage");
