@@ -4,7 +4,8 @@
 // parameters and AdamW's m and v (12 bytes per parameter). Run with bench/run_ckpt.sh, which
 // also times `dd` of the same size on the same disk and writes bench/results/.
 //
-//   save/<config>   save_checkpoint: checksums, collective write, fsync, rename, marker
+//   save/<config>   save_checkpoint: checksums, collective write, fsync, rename, marker,
+//                   retention (deletes the previous file); counters: each phase's mean ms
 //   load/<config>   load_checkpoint of that file into this rank's shards (the file was just
 //                   written, so it is read from the page cache: an upper bound for a cold read)
 // The folder is $CORD_CKPT_BENCH_DIR (default /tmp/cord_ckpt_bench). Under MPI every rank runs
@@ -74,12 +75,28 @@ Setup make_setup(const std::string& name) {
 void save(benchmark::State& state, const std::string& name) {
   Setup s = make_setup(name);
   int64_t bytes = 0, step = 0;
-  bench::time_slowest_rank(state, s.groups.world.mpi_comm(), [&] {
-    s.request.progress.step = ++step;
-    bytes = ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0}).bytes;
-  });
+  double write = 0, commit = 0, cleanup = 0;  // summed phase seconds (rank 0's clock)
+  bench::time_slowest_rank(
+      state, s.groups.world.mpi_comm(),
+      [&] {
+        s.request.progress.step = ++step;
+        // As cord saves: the replaced checkpoint is deleted in the background, while
+        // training goes on (here: between iterations, untimed).
+        const ckpt::SavedCheckpoint saved =
+            ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0, /*in_background=*/true});
+        bytes = saved.bytes;
+        write += saved.write_seconds;
+        commit += saved.commit_seconds;
+        cleanup += saved.cleanup_seconds;
+      },
+      [] { ckpt::wait_for_background_removals(); });
   state.SetBytesProcessed(bytes * static_cast<int64_t>(state.iterations()));
   state.counters["file_bytes"] = static_cast<double>(bytes);
+  // Mean phase times per save, in ms.
+  const double per_save_ms = 1000.0 / static_cast<double>(state.iterations());
+  state.counters["write_ms"] = write * per_save_ms;
+  state.counters["commit_ms"] = commit * per_save_ms;
+  state.counters["cleanup_ms"] = cleanup * per_save_ms;
 }
 
 void load(benchmark::State& state, const std::string& name) {

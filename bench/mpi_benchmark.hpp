@@ -8,16 +8,19 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cord/comm/world.hpp"
 
 namespace cord::bench {
 
-// Use in a benchmark registered with ->UseManualTime().
-template <typename Body>
-void time_slowest_rank(benchmark::State& state, MPI_Comm comm, Body&& body) {
+// Use in a benchmark registered with ->UseManualTime(). `untimed` runs before each
+// iteration's barrier, outside the measured time.
+template <typename Body, typename Untimed>
+void time_slowest_rank(benchmark::State& state, MPI_Comm comm, Body&& body, Untimed&& untimed) {
   for (auto _ : state) {
+    untimed();
     MPI_Barrier(comm);
     const double start = MPI_Wtime();
     body();
@@ -26,6 +29,11 @@ void time_slowest_rank(benchmark::State& state, MPI_Comm comm, Body&& body) {
     MPI_Allreduce(&elapsed, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
     state.SetIterationTime(slowest);
   }
+}
+
+template <typename Body>
+void time_slowest_rank(benchmark::State& state, MPI_Comm comm, Body&& body) {
+  time_slowest_rank(state, comm, std::forward<Body>(body), [] {});
 }
 
 // benchmark::Initialize, with --benchmark_out* removed on ranks other than 0.

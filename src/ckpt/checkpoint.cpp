@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <ATen/Context.h>
-#include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/torch.h>
 
@@ -28,23 +27,17 @@
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/h5/h5.hpp"
+#include "checksum.hpp"
 #include "file_attributes.hpp"
 
 namespace cord::ckpt {
 namespace {
 
 constexpr const char* kFormat = "cord-checkpoint";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;  // 2: 32-bit checksum terms (checksum.hpp)
 constexpr const char* kMarker = "latest";
 
 using Clock = std::chrono::steady_clock;
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
 
 std::string hex64(uint64_t value) {
   char text[17];
@@ -201,6 +194,13 @@ std::vector<std::string> retention_victims(const std::string& directory, int64_t
 
 std::string join_keys(const std::vector<std::string>& keys) { return detail::join_lines(keys); }
 
+// The deletes of the last save with Retention::in_background. A function-local static: at
+// exit its destructor waits for them (std::async's shared state blocks until done).
+std::future<void>& pending_removals() {
+  static std::future<void> pending;
+  return pending;
+}
+
 }  // namespace
 
 std::string checkpoint_file_name(int64_t step) {
@@ -209,34 +209,15 @@ std::string checkpoint_file_name(int64_t step) {
   return name;
 }
 
-namespace {
-
-// The checksum terms of `rows` rows of `inner` elements each, element type Bits (the
-// element's bytes as an unsigned integer); row r starts at global flat index base(r).
-template <typename Bits, typename Base>
-uint64_t sum_terms(const uint8_t* bytes, int64_t row_begin, int64_t row_end, int64_t inner, Base base) {
-  uint64_t sum = 0;
-  const auto* values = reinterpret_cast<const Bits*>(bytes);
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const uint64_t first = base(r);
-    const Bits* row = values + r * inner;
-    for (int64_t i = 0; i < inner; ++i) {
-      sum += mix64((first + static_cast<uint64_t>(i)) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(row[i]));
-    }
-  }
-  return sum;
-}
-
-}  // namespace
-
 uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& global_shape, int split_dim,
                         int64_t offset) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checksum words of 8-byte elements assume little-endian");
   CORD_CHECK(block.is_contiguous() && block.device().is_cpu(), "block_checksum needs a contiguous CPU tensor");
   const auto* bytes = static_cast<const uint8_t*>(block.data_ptr());
   const size_t element = block.element_size();
   CORD_CHECK(element == 1 || element == 4 || element == 8, "block_checksum: elements of 1, 4 or 8 bytes");
-  // View the block as [outer, local, inner] around split_dim, as rows of `inner` elements:
-  // row (o, l) starts at global flat index (o * global_split + offset + l) * inner.
+  // View the block as [outer, local * inner] around split_dim: run o holds the global
+  // flat indices from (o * global_split + offset) * inner on, local * inner of them.
   int64_t outer = 1, local = 1, global = 1, inner = block.numel();
   if (split_dim >= 0) {
     for (int d = 0; d < split_dim; ++d) outer *= block.size(d);
@@ -247,28 +228,30 @@ uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& glo
   } else {
     offset = 0;
   }
-  if (inner == 0 || outer * local == 0) return 0;
-  const auto base = [=](int64_t row) {
-    return static_cast<uint64_t>(((row / local) * global + offset + row % local) * inner);
-  };
-  // Integer sums modulo 2^64 are exact in any order: threads sum chunks of rows.
-  const int64_t rows = outer * local;
-  uint64_t total = 0;
-  std::mutex lock;
-  at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / inner), [&](int64_t begin, int64_t end) {
-    const uint64_t sum = element == 4   ? sum_terms<uint32_t>(bytes, begin, end, inner, base)
-                         : element == 8 ? sum_terms<uint64_t>(bytes, begin, end, inner, base)
-                                        : sum_terms<uint8_t>(bytes, begin, end, inner, base);
-    const std::lock_guard<std::mutex> guard(lock);
-    total += sum;
-  });
-  return total;
+  // Runs on one thread: it is memory-bound, and save_checkpoint calls it from a helper
+  // thread while its own thread writes the file.
+  const int64_t run = local * inner;
+  uint64_t sum = 0;
+  for (int64_t o = 0; o < outer; ++o) {
+    const auto first = static_cast<uint64_t>((o * global + offset) * inner);
+    const uint8_t* values = bytes + o * run * static_cast<int64_t>(element);
+    if (element == 1) sum += detail::checksum_bytes(values, first, run);
+    else if (element == 4) sum += detail::checksum_words(reinterpret_cast<const uint32_t*>(values), first, run);
+    else sum += detail::checksum_words(reinterpret_cast<const uint32_t*>(values), 2 * first, 2 * run);
+  }
+  return sum;
+}
+
+void wait_for_background_removals() {
+  std::future<void>& pending = pending_removals();
+  if (pending.valid()) pending.get();
 }
 
 SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
                                 const comm::ProcessGroups& groups, const Retention& retention,
                                 const std::vector<std::string>& superseded) {
   const auto start = Clock::now();
+  wait_for_background_removals();  // the folder listing below must not race the last deletes
   const comm::ProcessGroup& world = groups.world;
   const bool rank0 = world.rank() == 0;
   const Progress& progress = request.progress;
@@ -345,8 +328,11 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
   for (const ShardedTensor& t : tensors) keys.push_back(t.key);
   keys.insert(keys.end(), {"loader", "rng/cpu"});
   if (cuda) keys.push_back("rng/cuda");
+  const auto write_start = Clock::now();
   try {
-    h5::File file = h5::File::create(temporary, world.mpi_comm());
+    // One rank writes through the POSIX driver: MPI-IO brings nothing to a single writer,
+    // and its close syncs the file, which step 4 does anyway.
+    h5::File file = h5::File::create(temporary, world.size() > 1 ? world.mpi_comm() : MPI_COMM_NULL);
     file.set_attribute("/", "format", std::string(kFormat));
     file.set_attribute("/", "version", kVersion);
     file.set_attribute("/", "stage", progress.stage);
@@ -412,27 +398,48 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
   agree_or_throw(failure, world, what);
 
   // 4. Commit (rank 0): fsync, rename into place, then the marker; retention after that.
+  auto seconds_between = [](Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double>(to - from).count();
+  };
+  // [bytes, write, commit, cleanup seconds] from rank 0 (bytes exact in a double below 2^53).
+  at::Tensor outcome = torch::zeros({4}, torch::kFloat64);
   if (rank0) {
     try {
+      const auto commit_start = Clock::now();
       fsync_path(temporary, false);
       crash_point("written");
       commit_rename(temporary, saved.path);
       crash_point("renamed");
       write_file_atomically(request.directory + "/" + kMarker, checkpoint_file_name(progress.step) + "\n");
-      for (const std::string& victim : retention_victims(request.directory, progress.step, retention, superseded)) {
-        if (std::remove((request.directory + "/" + victim).c_str()) == 0) saved.removed.push_back(victim);
+      const auto cleanup_start = Clock::now();
+      const std::vector<std::string> victims = retention_victims(request.directory, progress.step, retention, superseded);
+      if (retention.in_background) {
+        saved.removed = victims;
+        pending_removals() = std::async(std::launch::async, [directory = request.directory, victims] {
+          for (const std::string& victim : victims) std::remove((directory + "/" + victim).c_str());
+        });
+      } else {
+        for (const std::string& victim : victims) {
+          if (std::remove((request.directory + "/" + victim).c_str()) == 0) saved.removed.push_back(victim);
+        }
       }
-      saved.bytes = file_size(saved.path);
+      outcome[0] = static_cast<double>(file_size(saved.path));
+      outcome[1] = seconds_between(write_start, commit_start);
+      outcome[2] = seconds_between(commit_start, cleanup_start);
+      outcome[3] = seconds_between(cleanup_start, Clock::now());
     } catch (const std::exception& e) {
       std::remove(temporary.c_str());
       failure = e.what();
     }
   }
   agree_or_throw(failure, world, what);
-  at::Tensor bytes = torch::tensor({saved.bytes}, torch::kInt64);
-  comm::broadcast(world, bytes, 0);
-  saved.bytes = bytes.item<int64_t>();
-  saved.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  comm::broadcast(world, outcome, 0);
+  const auto outcome_a = outcome.accessor<double, 1>();
+  saved.bytes = static_cast<int64_t>(outcome_a[0]);
+  saved.write_seconds = outcome_a[1];
+  saved.commit_seconds = outcome_a[2];
+  saved.cleanup_seconds = outcome_a[3];
+  saved.seconds = seconds_between(start, Clock::now());
   return saved;
 }
 

@@ -113,6 +113,7 @@ StageCheckpointer::StageCheckpointer(const Config& config, const comm::ProcessGr
 
 StageCheckpointer::~StageCheckpointer() {
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &clocks_->previous[i], nullptr);
+  ckpt::wait_for_background_removals();  // the stage ends with only the kept checkpoints
 }
 
 std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, AdamW& optimizer,
@@ -181,7 +182,7 @@ void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const 
   request.device = device_;
   request.zero1 = config_.train.zero1;
   request.sampler = "rollouts: CPU generator seeded per step from (train.seed, step, dp rank); no other sampling";
-  ckpt::Retention retention{config_.ckpt.keep_last, config_.ckpt.keep_every};
+  ckpt::Retention retention{config_.ckpt.keep_last, config_.ckpt.keep_every, /*in_background=*/true};
   const ckpt::SavedCheckpoint saved = ckpt::save_checkpoint(
       request, checkpoint_tensors(model, optimizer, groups_, config_.train.zero1), groups_, retention, superseded_);
   superseded_.clear();
@@ -189,7 +190,8 @@ void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const 
   clocks_->last_save = Clock::now();
   CORD_LOG(kInfo) << "checkpoint @ step " << progress.step << " (" << reason << ") -> " << saved.path << " ("
                   << megabytes(saved.bytes) << " MB in " << saved.seconds << " s, "
-                  << megabytes(saved.bytes) / std::max(saved.seconds, 1e-9) << " MB/s"
+                  << megabytes(saved.bytes) / std::max(saved.seconds, 1e-9) << " MB/s; write " << saved.write_seconds
+                  << " s, fsync+commit " << saved.commit_seconds << " s, retention " << saved.cleanup_seconds << " s"
                   << (saved.removed.empty() ? "" : ", " + std::to_string(saved.removed.size()) + " older removed")
                   << ")";
   if (metrics != nullptr) {
@@ -199,6 +201,9 @@ void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const 
                     {"path", saved.path},
                     {"bytes", saved.bytes},
                     {"seconds", saved.seconds},
+                    {"write_seconds", saved.write_seconds},
+                    {"commit_seconds", saved.commit_seconds},
+                    {"cleanup_seconds", saved.cleanup_seconds},
                     {"removed", saved.removed}});
   }
 }

@@ -101,6 +101,28 @@ TEST(Checkpoint, ChecksumOfBlocksAddsUpToTheWholeTensor) {
   EXPECT_NE(block_checksum(whole.flip(1).contiguous(), shape, -1, 0), total);
 }
 
+// The values the README's formula gives, computed independently (Python, from the formula
+// alone): a change to the checksum needs a new checkpoint format version.
+TEST(Checkpoint, ChecksumMatchesTheDocumentedFormula) {
+  EXPECT_EQ(block_checksum(torch::tensor({1.0f, -2.5f, 3.25f}), {3}, -1, 0), 0x1d232d963ULL);
+  EXPECT_EQ(block_checksum(torch::tensor({int64_t{7}, int64_t{-1}}), {2}, -1, 0), 0xcceca89cULL);
+  EXPECT_EQ(block_checksum(torch::tensor({0, 255, 17}, torch::kUInt8), {3}, -1, 0), 0x49d881baULL);
+}
+
+// Global indices past 2^32 (tensors of more than 4G words): a block that crosses the
+// boundary sums as its two halves do.
+TEST(Checkpoint, ChecksumOfABlockAcrossTheFourGigaWordBoundaryAddsUp) {
+  const at::Tensor block = torch::arange(6, torch::kFloat).add(0.5);
+  const std::vector<int64_t> shape{int64_t{1} << 33};
+  const int64_t offset = (int64_t{1} << 32) - 3;
+  const uint64_t across = block_checksum(block, shape, 0, offset);
+  const uint64_t below = block_checksum(block.narrow(0, 0, 3).contiguous(), shape, 0, offset);
+  const uint64_t above = block_checksum(block.narrow(0, 3, 3).contiguous(), shape, 0, offset + 3);
+  EXPECT_EQ(across, below + above);
+  // And the high half of the index matters: the same words 2^32 further differ.
+  EXPECT_NE(block_checksum(block, shape, 0, 1), block_checksum(block, shape, 0, (int64_t{1} << 32) + 1));
+}
+
 TEST(Checkpoint, WrittenUnderOneTensorParallelLayoutLoadsUnderAnother) {
   const ModelConfig config = cord::testing::tiny_model_config();
   const std::string folder = shared_folder("reshard");

@@ -77,13 +77,27 @@ struct SaveRequest {
 struct Retention {
   int64_t keep_last = 2;            // the newest K committed checkpoints are kept (>= 1)
   int64_t keep_every = 0;           // and every one whose step is a multiple of this; 0 = none
+  // Delete on a helper thread after the commit, so the caller does not wait while the file
+  // system frees a large file (ext4: ~60 ms for 336 MB here). The next save, and
+  // wait_for_background_removals, wait for it.
+  bool in_background = false;
 };
+
+// Waits until the deletes a save with Retention::in_background started have finished
+// (rank 0's; a no-op elsewhere and when none is pending).
+void wait_for_background_removals();
 
 struct SavedCheckpoint {
   std::string path;
   int64_t bytes = 0;                // file size
   double seconds = 0;               // wall time of the whole save (checksums, write, fsync, commit)
+  // Its phases (rank 0's clock): the collective write through close, then fsync + rename +
+  // marker, then the retention deletes; the rest of `seconds` is the checks before them.
+  double write_seconds = 0;
+  double commit_seconds = 0;
+  double cleanup_seconds = 0;
   std::vector<std::string> removed; // older checkpoints deleted by the retention policy
+                                    // (with in_background: being deleted)
 };
 
 // Collective over groups.world. Writes the checkpoint of request.progress.step, commits it
@@ -145,9 +159,10 @@ struct ResumeChoice {
 ResumeChoice choose_checkpoint(const std::string& resume, const std::string& directory);
 
 // Layout-independent checksum of one block of a global tensor: the sum modulo 2^64, over
-// the block's elements, of mix64(global flat index * 0x9E3779B97F4A7C15 + element bits),
-// mix64 the splitmix64 finaliser and "element bits" the element's bytes read as an unsigned
-// little-endian integer. The blocks of a partition sum to the whole tensor's checksum.
+// the block's 32-bit words, of fmix32(word + lo32(g) * 0x9E3779B1 + hi32(g) * 0x85EBCA77)
+// (mod 2^32), g the word's global index and fmix32 murmur3's finaliser (8-byte elements are
+// two words, 1-byte elements one; src/ckpt/checksum.hpp). The blocks of a partition sum to
+// the whole tensor's checksum, and any single changed word changes it.
 // `block`: a contiguous CPU tensor; split_dim < 0 means the block is the whole tensor.
 uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& global_shape, int split_dim,
                         int64_t offset);
