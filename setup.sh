@@ -42,6 +42,7 @@ DEBIAN_PACKAGES=(
   libtomlplusplus-dev nlohmann-json3-dev   # config files, JSON output
   espeak-ng libespeak-ng-dev libsoxr-dev libsndfile1-dev   # speech synthesis, resampling, WAV
   libgtest-dev libgmock-dev libbenchmark-dev               # tests and benchmarks
+  slurm-wlm slurm-wlm-basic-plugins munge                  # the local Slurm cluster of tests/slurm
 )
 
 say() { printf '[setup] %s\n' "$*"; }

@@ -16,38 +16,28 @@
 #              an interrupted experiment from each method's newest committed checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/table1_lib.sh
 config=${1:-jobs/table1_small.toml}
 base=${2:-runs/base_small}
-name=$(basename "$config" .toml)
-run=${3:-runs/$name}
+table1_setup "$config" "$base" "${3:-}"
+run=$TABLE1_RUN
 methods=${CORD_METHODS:-cord cord-unweighted opd grpo sft fkl}
 ranks=${CORD_RANKS:-2}
 build=${CORD_BUILD_DIR:-build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
-for f in "$base/corpus.h5" "$base/align/model.h5"; do
-  [ -f "$f" ] || { echo "run_table1: $f is missing (run bench/run_base.sh first)" >&2; exit 2; }
-done
-mkdir -p "$run" bench/results
 : > "$run/timings.tsv"
-data=(--set "train.corpus=$base/corpus.h5")
 start=$(date +%s.%N)
 echo "[table1] base" >&2
-mpiexec -n "$ranks" "$build/cord" eval --config "$config" "${data[@]}" --ckpt "$base/align/model.h5" \
-  --out "$run/base/eval" 2>&1 | tee "$run/base.log"
+table1_base_eval_args
+mpiexec -n "$ranks" "$build/cord" "${CORD_ARGS[@]}" 2>&1 | tee "$run/base.log"
 for method in $methods; do
   echo "[table1] $method" >&2
   t0=$(date +%s.%N)
-  mpiexec -n "$ranks" "$build/cord" train --config "$config" "${data[@]}" --set train.stage=distill \
-    --set "cord.method=$method" --set "train.init=$base/align/model.h5" --set "train.run_dir=$run/$method" \
-    --resume "${CORD_RESUME:-none}" \
-    2>&1 | tee "$run/$method.log"
-  mpiexec -n "$ranks" "$build/cord" eval --config "$config" "${data[@]}" --ckpt "$run/$method/distill/model.h5" \
-    --out "$run/$method/eval" 2>&1 | tee -a "$run/$method.log"
-  t1=$(date +%s.%N)
-  awk -v m="$method" -v s="$t0" -v e="$t1" 'BEGIN { printf "%s\t%.1f\n", m, e - s }' >> "$run/timings.tsv"
+  table1_train_args "$method"
+  mpiexec -n "$ranks" "$build/cord" "${CORD_ARGS[@]}" 2>&1 | tee "$run/$method.log"
+  table1_eval_args "$method"
+  mpiexec -n "$ranks" "$build/cord" "${CORD_ARGS[@]}" 2>&1 | tee -a "$run/$method.log"
+  table1_record_wall "$method" "$t0" "$(date +%s.%N)"
 done
-end=$(date +%s.%N)
-"${CORD_PYTHON:-${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}/bin/python}" bench/summarize_table1.py \
-  --base "$base" --runs "$run" --methods $methods --config "$config" --start "$start" --end "$end" \
-  --command "bench/run_table1.sh $config $base $run" --out "bench/results/$name"
+table1_summarize "$start" "$(date +%s.%N)" "bench/run_table1.sh $config $base $run" $methods

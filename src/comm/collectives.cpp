@@ -2,6 +2,8 @@
 // NCCL (CUDA) backend. See collectives.hpp for the contract.
 #include "cord/comm/collectives.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -15,6 +17,23 @@ namespace cord::comm {
 namespace {
 
 enum class Backend { kMpi, kNccl };
+
+std::atomic<int64_t> g_blocked_nanoseconds{0};
+
+// Adds the wall time of its scope to blocked_seconds().
+class BlockedTimer {
+ public:
+  BlockedTimer() : start_(std::chrono::steady_clock::now()) {}
+  ~BlockedTimer() {
+    const auto elapsed = std::chrono::steady_clock::now() - start_;
+    g_blocked_nanoseconds += std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+  }
+  BlockedTimer(const BlockedTimer&) = delete;
+  BlockedTimer& operator=(const BlockedTimer&) = delete;
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
 
 bool supported_dtype(at::ScalarType type) {
   switch (type) {
@@ -95,6 +114,7 @@ const char* to_string(ReduceOp op) {
 }
 
 void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op) {
+  const BlockedTimer blocked;
   const Backend backend = check_tensor(group, "all_reduce", tensor);
   check_op(group, "all_reduce", tensor, op);
   if (backend == Backend::kMpi) return detail::mpi_all_reduce(group.mpi_comm(), tensor, op);
@@ -129,6 +149,7 @@ bool Work::test() {
 
 void Work::wait() {
   if (!state_ || state_->done) return;
+  const BlockedTimer blocked;
   CORD_MPI_CHECK(MPI_Wait(&state_->request, MPI_STATUS_IGNORE));
   state_->finish();
 }
@@ -153,6 +174,7 @@ Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, Reduc
 }
 
 void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output) {
+  const BlockedTimer blocked;
   const Backend backend = check_pair(group, "all_gather", input, output);
   if (output.numel() != input.numel() * group.size()) {
     reject(group, "all_gather", "output numel " + std::to_string(output.numel()) + " != group size " +
@@ -169,6 +191,7 @@ void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Te
 
 void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output,
                     ReduceOp op) {
+  const BlockedTimer blocked;
   const Backend backend = check_pair(group, "reduce_scatter", input, output);
   check_op(group, "reduce_scatter", input, op);
   if (input.numel() != output.numel() * group.size()) {
@@ -185,6 +208,7 @@ void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at
 }
 
 void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
+  const BlockedTimer blocked;
   const Backend backend = check_tensor(group, "broadcast", tensor);
   if (root < 0 || root >= group.size()) {
     reject(group, "broadcast", "root " + std::to_string(root) + " outside group of size " +
@@ -199,6 +223,7 @@ void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
 }
 
 void barrier(const ProcessGroup& group) {
+  const BlockedTimer blocked;
 #ifdef CORD_WITH_CUDA
   if (group.has_nccl()) detail::cuda_synchronize_current_stream();
 #endif
@@ -230,6 +255,8 @@ std::string broadcast_string(const ProcessGroup& group, const std::string& text,
   CORD_MPI_CHECK(MPI_Bcast(result.data(), length, MPI_CHAR, root, group.mpi_comm()));
   return result;
 }
+
+double blocked_seconds() { return static_cast<double>(g_blocked_nanoseconds.load()) * 1e-9; }
 
 std::string nccl_version() {
 #ifdef CORD_WITH_CUDA

@@ -334,6 +334,7 @@ StageSummary Distiller::run() {
   s.model->train();
   for (int64_t step = first_step; step < stage.steps; ++step) {
     const auto step_start = Clock::now();
+    const double blocked_at_start = comm::blocked_seconds();
     const data::Batch batch = s.loader->next();
 
     // 1. Rollouts: the same on every tp rank of a dp group, different across dp groups.
@@ -412,6 +413,7 @@ StageSummary Distiller::run() {
     summary.steps = step + 1;
 
     const double step_seconds = seconds_since(step_start);
+    const double comm_seconds = comm::blocked_seconds() - blocked_at_start;  // rank 0's
     step_ema = step == first_step ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
     window_seconds += step_seconds;
     window_generate_seconds += generate_seconds;
@@ -447,6 +449,7 @@ StageSummary Distiller::run() {
                    {"grad_norm", grad_norm},
                    {"lr", lr},
                    {"ms_per_step", 1000.0 * step_seconds},
+                   {"comm_ms", 1000.0 * comm_seconds},
                    {"rollout_share", window_generate_seconds / window_seconds},
                    {"rollout_tokens_per_s", tokens_per_s},
                    {"elapsed_s", seconds_since(stage_start)}},

@@ -250,6 +250,7 @@ StageSummary Trainer::run() {
   s.model->train();
   for (int64_t step = first_step; step < s.stage.steps; ++step) {
     const auto step_start = Clock::now();
+    const double blocked_at_start = comm::blocked_seconds();
     const double lr = s.schedule.at(step);
     const data::Batch batch = s.loader->next();
     const std::vector<Task> tasks = s.tasks_of(batch);
@@ -301,6 +302,7 @@ StageSummary Trainer::run() {
 
       // Throughput over all ranks: positions and FLOPs summed over dp (tp ranks share the work).
       const double step_seconds = seconds_since(step_start);
+      const double comm_seconds = comm::blocked_seconds() - blocked_at_start;  // rank 0's
       step_ema = step == first_step ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
       at::Tensor work = torch::tensor({positions, flops}, torch::kDouble);
       if (groups.dp.size() > 1) comm::all_reduce(groups.dp, work, comm::ReduceOp::kSum);
@@ -329,6 +331,7 @@ StageSummary Trainer::run() {
                      {"grad_norm", grad_norm},
                      {"lr", lr},
                      {"ms_per_step", 1000.0 * step_seconds},
+                     {"comm_ms", 1000.0 * comm_seconds},
                      {"tokens_per_s", tokens_per_s},
                      {"mfu", mfu},
                      {"elapsed_s", seconds_since(stage_start)}},

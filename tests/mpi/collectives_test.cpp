@@ -105,6 +105,18 @@ TEST_F(Collectives, AllReduceAsyncOverlapsSeveralBuffers) {
   EXPECT_TRUE(works[0].test());
 }
 
+// blocked_seconds counts the time a rank waits in a collective: here every rank but the
+// last waits at least as long as the last one sleeps before joining the all_reduce.
+TEST_F(Collectives, BlockedSecondsCountsTheWaitInACollective) {
+  const int last = group_.size() - 1;
+  const double before = blocked_seconds();
+  if (group_.rank() == last) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  all_reduce(group_, torch::ones({4}), ReduceOp::kSum);
+  const double blocked = blocked_seconds() - before;
+  EXPECT_GE(blocked, 0.0);
+  if (group_.rank() != last) EXPECT_GE(blocked, 0.09) << "rank " << group_.rank();
+}
+
 TEST_F(Collectives, AllGatherEveryDtypeInGroupRankOrder) {
   for (at::ScalarType dtype : kAllDtypes) {
     SCOPED_TRACE(at::toString(dtype));

@@ -1,0 +1,54 @@
+# The steps of our Table 1 (sourced by bench/run_table1.sh and slurm/table1_*.sbatch; not a
+# script itself): the cord command lines of each step, and the summary. Every caller runs
+# the same commands, through its own launcher (mpiexec here, srun under Slurm).
+#
+# table1_setup CONFIG BASE RUN   sets TABLE1_CONFIG, TABLE1_BASE, TABLE1_RUN, TABLE1_NAME and
+#                                checks the base's corpus and align weights
+# table1_base_eval_args          CORD_ARGS = the base model's eval (with CONFIG's [eval])
+# table1_train_args METHOD       CORD_ARGS = METHOD's distill stage from the base (--resume
+#                                ${CORD_RESUME:-none})
+# table1_eval_args METHOD        CORD_ARGS = the eval of METHOD's distilled weights
+# table1_record_wall METHOD T0 T1  appends METHOD's wall seconds to RUN/timings.tsv
+# table1_summarize START END COMMAND METHODS...  ${CORD_RESULTS_DIR:-bench/results}/NAME.{json,md,png}
+
+table1_setup() {
+  TABLE1_CONFIG=$1
+  TABLE1_BASE=$2
+  TABLE1_NAME=$(basename "$TABLE1_CONFIG" .toml)
+  TABLE1_RUN=${3:-runs/$TABLE1_NAME}
+  local f
+  for f in "$TABLE1_BASE/corpus.h5" "$TABLE1_BASE/align/model.h5"; do
+    [ -f "$f" ] || { echo "table1: $f is missing (run bench/run_base.sh first)" >&2; return 2; }
+  done
+  mkdir -p "$TABLE1_RUN"
+}
+
+table1_base_eval_args() {
+  CORD_ARGS=(eval --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5"
+             --ckpt "$TABLE1_BASE/align/model.h5" --out "$TABLE1_RUN/base/eval")
+}
+
+table1_train_args() {
+  CORD_ARGS=(train --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5" --set train.stage=distill
+             --set "cord.method=$1" --set "train.init=$TABLE1_BASE/align/model.h5"
+             --set "train.run_dir=$TABLE1_RUN/$1" --resume "${CORD_RESUME:-none}")
+}
+
+table1_eval_args() {
+  CORD_ARGS=(eval --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5"
+             --ckpt "$TABLE1_RUN/$1/distill/model.h5" --out "$TABLE1_RUN/$1/eval")
+}
+
+table1_record_wall() {
+  awk -v m="$1" -v s="$2" -v e="$3" 'BEGIN { printf "%s\t%.1f\n", m, e - s }' >> "$TABLE1_RUN/timings.tsv"
+}
+
+table1_summarize() {
+  local start=$1 end=$2 command=$3
+  shift 3
+  local results=${CORD_RESULTS_DIR:-bench/results}
+  mkdir -p "$results"
+  "${CORD_PYTHON:-${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}/bin/python}" bench/summarize_table1.py \
+    --base "$TABLE1_BASE" --runs "$TABLE1_RUN" --methods "$@" --config "$TABLE1_CONFIG" --start "$start" --end "$end" \
+    --command "$command" --out "$results/$TABLE1_NAME"
+}
