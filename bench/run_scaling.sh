@@ -19,32 +19,26 @@
 #                        the run folder to try other NCCL bandwidths)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/scaling_lib.sh
 build=${1:-build}
-config=jobs/scaling_small.toml
 dir=${CORD_SCALING_DIR:-runs/scaling}
 rounds=${CORD_SCALING_ROUNDS:-5}
-out=${CORD_SCALING_OUT:-bench/results/scaling}
-python=${CORD_PYTHON:-${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}/bin/python}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
-steps=()
-[ -n "${CORD_SCALING_STEPS:-}" ] && steps=(--set "train.text.steps=$CORD_SCALING_STEPS")
 rm -rf "$dir"
-mkdir -p "$dir" "$(dirname "$out")"
+mkdir -p "$dir"
 start=$(date +%s.%N)
-"$build/cord" corpus synth --config "$config" --out "$dir/corpus.h5" 2>&1 | tail -n 1
-"$build/cord" info --json --config "$config" > "$dir/info.json" 2>/dev/null
-layouts=("1 1" "2 1" "2 2" "4 1" "4 4" "4 2")   # ranks tp (dp = ranks / tp)
+scaling_corpus_args "$dir"
+"$build/cord" "${CORD_ARGS[@]}" 2>&1 | tail -n 1
+"$build/cord" info --json --config "$SCALING_CONFIG" > "$dir/info.json" 2>/dev/null  # parameter counts
 for round in $(seq 1 "$rounds"); do
-  for layout in "${layouts[@]}"; do
+  for layout in "${SCALING_LAYOUTS[@]}"; do
     read -r ranks tp <<< "$layout"
-    run="$dir/round$round/np${ranks}_dp$((ranks / tp))_tp$tp"
-    mkdir -p "$dir/round$round"
     echo "[scaling] round $round/$rounds: $ranks rank(s), dp $((ranks / tp)) x tp $tp" >&2
-    mpiexec -n "$ranks" "$build/cord" train --config "$config" --set "train.corpus=$dir/corpus.h5" \
-      --set "train.run_dir=$run" --set "parallel.tp=$tp" "${steps[@]}" --resume none > "$run.log" 2>&1 ||
-      { tail -n 20 "$run.log" >&2; exit 1; }
-    rm -f "$run/text/model.h5"
+    scaling_train_args "$dir" "$round" "$ranks" "$tp"
+    mpiexec -n "$ranks" "$build/cord" "${CORD_ARGS[@]}" > "$SCALING_RUN.log" 2>&1 ||
+      { tail -n 20 "$SCALING_RUN.log" >&2; exit 1; }
+    rm -f "$SCALING_RUN/text/model.h5"
   done
 done
 echo "[scaling] all-reduce constants" >&2
@@ -54,8 +48,5 @@ for ranks in 2 4; do
   mpiexec -n "$ranks" "$build/bench/cord_allreduce_bench" --sweep \
     --benchmark_out="$dir/allreduce_sweep_np$ranks.json" --benchmark_out_format=json > /dev/null
 done
-end=$(date +%s.%N)
-# shellcheck disable=SC2086  # CORD_SCALING_MODEL_ARGS is a list of options
-"$python" bench/summarize_scaling.py --dir "$dir" --config "$config" --start "$start" --end "$end" \
-  --command "bench/run_scaling.sh $build (rounds $rounds${CORD_SCALING_STEPS:+, steps $CORD_SCALING_STEPS})" \
-  --out "$out" ${CORD_SCALING_MODEL_ARGS:-}
+scaling_summarize "$dir" "$start" "$(date +%s.%N)" \
+  "bench/run_scaling.sh $build (rounds $rounds${CORD_SCALING_STEPS:+, steps $CORD_SCALING_STEPS})"

@@ -47,7 +47,7 @@ cord_step() {
     mpirun) launcher=(mpirun ${CORD_STEP_RANKS:+-n $CORD_STEP_RANKS}) ;;
     *) cord_fail "CORD_LAUNCHER=${CORD_LAUNCHER} is neither srun nor mpirun" ;;
   esac
-  cord_log "step: ${launcher[*]} cord $*"
+  cord_log "step: ${launcher[*]} $(basename "$CORD_BIN") $*"
   "${launcher[@]}" "$CORD_BIN" "$@" &
   local step=$!
   trap 'cord_log "SIGUSR1: forwarding it to the job step"; kill -USR1 '"$step"' 2>/dev/null' USR1

@@ -173,7 +173,30 @@ def case_table1_array(cluster):
     expect("slurm/submit_table1.sh" in md and f"array job {array}, assembly job {assemble}" in md, f"the command is recorded:\n{md[:600]}")
 
 
-CASES = {"job_np2": case_job_np2, "requeue": case_requeue, "table1_array": case_table1_array}
+def case_scaling_array(cluster):
+    """slurm/submit_scaling.sh: prepare -> one array task per rank layout -> assembly, each
+    waiting for the last (afterok); a short variant (1 round of 3 steps) into a test folder."""
+    work = fresh_dir("scaling")
+    out = os.path.join(work, "results", "scaling")
+    env = dict(cluster.env, **job_env(), CORD_SCALING_DIR=os.path.join(work, "runs"), CORD_SCALING_ROUNDS="1",
+               CORD_SCALING_STEPS="3", CORD_SCALING_OUT=out, CORD_SBATCH_ARGS=f"--chdir={work}")
+    proc = subprocess.run([os.path.join(ARGS.source_dir, "slurm", "submit_scaling.sh")], capture_output=True, text=True,
+                          env=env, cwd=ARGS.source_dir, timeout=60)
+    expect(proc.returncode == 0, f"submit_scaling.sh exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    prepare, array, assemble = proc.stdout.strip().splitlines()[-1].split()
+    states = {}
+    for job in (prepare, array, assemble):
+        states.update(cluster.wait_for(job, timeout=300))
+    logs = "".join(read(os.path.join(work, n)) for n in sorted(os.listdir(work)) if n.endswith(".out"))
+    expect(len(states) == 8 and set(states.values()) == {"COMPLETED"}, f"every job completed: {states}\n{logs[-4000:]}")
+    result = json.load(open(out + ".json"))
+    layouts = sorted((r["ranks"], r["dp"], r["tp"]) for r in result["rows"])
+    expect(layouts == [(1, 1, 1), (2, 1, 2), (2, 2, 1), (4, 1, 4), (4, 2, 2), (4, 4, 1)], f"every layout: {layouts}")
+    expect(f"array {array}" in read(out + ".md"), "the jobs are recorded in the command line")
+
+
+CASES = {"job_np2": case_job_np2, "requeue": case_requeue, "table1_array": case_table1_array,
+         "scaling_array": case_scaling_array}
 
 
 def main():
