@@ -149,6 +149,13 @@ class LocalSlurm:
             return  # a munged already runs here: use it, and leave it running
         os.makedirs("/run/munge", exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
+        key = "/etc/munge/munge.key"
+        if not os.path.exists(key):  # the package normally creates it; a fresh container may lack it
+            proc = subprocess.run(["mungekey", "--create", "--keyfile", key], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SlurmUnavailable(f"no {key} and mungekey --create failed: {proc.stderr.strip()}")
+            shutil.chown(key, "munge", "munge")
+            os.chmod(key, 0o600)
         proc = subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SlurmUnavailable(f"munged did not start: {proc.stderr.strip()}")
