@@ -60,7 +60,7 @@ struct Setup {
 
 Setup make_setup(const std::string& name) {
   const comm::ParallelDims dims = comm::ParallelDims::resolve(1, g_world->size(), g_world->size());
-  Setup s{comm::make_process_groups(*g_world, dims, false)};
+  Setup s{comm::make_process_groups(*g_world, dims, false), model::Lalm{nullptr}, nullptr, {}, {}};
   s.model = model::Lalm(config_named(name), s.groups.tp);
   s.optimizer = std::make_unique<train::AdamW>(model::sharded_parameters(*s.model, s.groups.tp), train::AdamWOptions{});
   s.tensors = train::checkpoint_tensors(s.model, *s.optimizer, s.groups, false);

@@ -17,9 +17,9 @@ not hidden, so that is what the model predicts).
   dp: the fp32 gradients of this rank's parameters (trainable_params / tp x 4 bytes), in
     ceil(bytes / train.bucket_mb) buckets, one latency term each.
   tp: per layer, 2 activation all-reduces forward (the row-parallel outputs of attention
-    and MLP) and, as cord's layers are written today, 5 backward (the copy_to of wq, wk,
-    wv, w1, w3 each all-reduces its input gradient; Megatron's fused QKV and w1|w3 would
-    make that 2), plus the vocab-parallel embedding (forward) and LM head (backward): each
+    and MLP) and 2 backward (wq, wk, wv share one copy_to of their input, w1 and w3
+    another: each all-reduces the summed input gradient once, as Megatron's fused QKV and
+    w1|w3 do; before commit "tp: one backward all-reduce per shared input" there were 5), plus the vocab-parallel embedding (forward) and LM head (backward): each
     (global_batch/dp) x context x d_model x 4 bytes, context the padded length recovered from
     the FLOPs counter; plus 4 all-reduces of one float per position (vocab-parallel
     cross-entropy).
@@ -295,9 +295,9 @@ def main():
     parser.add_argument("--start", type=float)
     parser.add_argument("--end", type=float)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out at the start of every run")
-    parser.add_argument("--tp-bwd-per-layer", type=int, default=5,
-                        help="tp activation all-reduces per layer in backward: 5 as cord is written (wq, wk, wv, "
-                             "w1, w3 each copy_to), 2 with Megatron's fused QKV and w1|w3")
+    parser.add_argument("--tp-bwd-per-layer", type=int, default=2,
+                        help="tp activation all-reduces per layer in backward: 2 as cord is written (one shared "
+                             "copy_to for wq, wk, wv and one for w1, w3); 5 models unshared ones")
     gpu = parser.add_argument_group("GPU projection (a model)")
     gpu.add_argument("--gpu-json", default="bench/results/gpu_h100.json")
     gpu.add_argument("--gpu-config", default="jobs/model_gpu.toml")
@@ -415,8 +415,9 @@ def main():
               f"- dp: the fp32 gradients of one rank's shard (trainable_params / tp x 4 B = "
               f"{header1['trainable_params'] * 4 / 1e6:.2f} MB at tp 1) in ceil(bytes / {bucket_mb:g} MiB) buckets "
               "(train.bucket_mb), one latency term per bucket.",
-              f"- tp: per layer 2 activation all-reduces forward and {args.tp_bwd_per_layer} backward (as cord's "
-              "layers are written: wq, wk, wv, w1, w3 each all-reduce their input gradient; Megatron fuses these to 2), "
+              f"- tp: per layer 2 activation all-reduces forward and {args.tp_bwd_per_layer} backward (cord's "
+              "layers: wq, wk, wv share one copy_to of their input, w1 and w3 another, as Megatron's fused QKV and "
+              "w1|w3), "
               "+ the embedding (forward) and LM head (backward); each (global batch / dp) x padded context x d_model "
               "x 4 B, the padded context read back from the FLOPs counter (which uses it); + 4 one-float-per-position "
               "all-reduces (vocab-parallel cross-entropy).",

@@ -34,7 +34,8 @@ at::Tensor RotaryEmbedding::apply(const at::Tensor& x, const at::Tensor& positio
 }
 
 AttentionImpl::AttentionImpl(AttentionShape shape, comm::ProcessGroup tp_group)
-    : head_dim_(shape.dim / shape.n_heads),
+    : tp_group_(tp_group),
+      head_dim_(shape.dim / shape.n_heads),
       local_heads_(shape.n_heads / tp_group.size()),
       local_kv_heads_(shape.n_kv_heads / tp_group.size()) {
   wq = register_module("wq", ColumnParallelLinear(shape.dim, shape.n_heads * head_dim_, false, false, tp_group));
@@ -49,9 +50,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& positio
   const int64_t steps = x.size(1);
   // [B, T, H*hd] -> [B, H, T, hd]
   auto heads = [&](const at::Tensor& t, int64_t n) { return t.view({batch, steps, n, head_dim_}).transpose(1, 2); };
-  const at::Tensor q = rope.apply(heads(wq->forward(x), local_heads_), positions);
-  at::Tensor k = rope.apply(heads(wk->forward(x), local_kv_heads_), positions);
-  at::Tensor v = heads(wv->forward(x), local_kv_heads_);
+  const at::Tensor shared = tp::copy_to(x, tp_group_);  // one backward all-reduce for q, k and v
+  const at::Tensor q = rope.apply(heads(wq->forward_in_region(shared), local_heads_), positions);
+  at::Tensor k = rope.apply(heads(wk->forward_in_region(shared), local_kv_heads_), positions);
+  at::Tensor v = heads(wv->forward_in_region(shared), local_kv_heads_);
   if (cache != nullptr) {
     cache->keys.narrow(2, cache_length, steps).copy_(k);
     cache->values.narrow(2, cache_length, steps).copy_(v);
@@ -65,14 +67,15 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& positio
   return wo->forward(out.transpose(1, 2).reshape({batch, steps, local_heads_ * head_dim_}));
 }
 
-SwiGluImpl::SwiGluImpl(int64_t dim, int64_t hidden, comm::ProcessGroup tp_group) {
+SwiGluImpl::SwiGluImpl(int64_t dim, int64_t hidden, comm::ProcessGroup tp_group) : tp_group_(tp_group) {
   w1 = register_module("w1", ColumnParallelLinear(dim, hidden, false, false, tp_group));
   w3 = register_module("w3", ColumnParallelLinear(dim, hidden, false, false, tp_group));
   w2 = register_module("w2", RowParallelLinear(hidden, dim, false, tp_group));
 }
 
 at::Tensor SwiGluImpl::forward(const at::Tensor& x) {
-  return w2->forward(torch::silu(w1->forward(x)) * w3->forward(x));
+  const at::Tensor shared = tp::copy_to(x, tp_group_);  // one backward all-reduce for w1 and w3
+  return w2->forward(torch::silu(w1->forward_in_region(shared)) * w3->forward_in_region(shared));
 }
 
 TransformerBlockImpl::TransformerBlockImpl(AttentionShape shape, int64_t ff_hidden, double norm_eps,

@@ -126,8 +126,10 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t 
   if (with_bias) bias = register_parameter("bias", torch::zeros({local_out}));
 }
 
-at::Tensor ColumnParallelLinearImpl::forward(const at::Tensor& x) {
-  const at::Tensor y = torch::nn::functional::linear(tp::copy_to(x, group_), weight, bias);
+at::Tensor ColumnParallelLinearImpl::forward(const at::Tensor& x) { return forward_in_region(tp::copy_to(x, group_)); }
+
+at::Tensor ColumnParallelLinearImpl::forward_in_region(const at::Tensor& x_in_region) {
+  const at::Tensor y = torch::nn::functional::linear(x_in_region, weight, bias);
   return gather_output_ ? tp::gather_from(y, group_) : y;
 }
 

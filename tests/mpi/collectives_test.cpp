@@ -114,7 +114,9 @@ TEST_F(Collectives, BlockedSecondsCountsTheWaitInACollective) {
   all_reduce(group_, torch::ones({4}), ReduceOp::kSum);
   const double blocked = blocked_seconds() - before;
   EXPECT_GE(blocked, 0.0);
-  if (group_.rank() != last) EXPECT_GE(blocked, 0.09) << "rank " << group_.rank();
+  if (group_.rank() != last) {
+    EXPECT_GE(blocked, 0.09) << "rank " << group_.rank();
+  }
 }
 
 TEST_F(Collectives, AllGatherEveryDtypeInGroupRankOrder) {

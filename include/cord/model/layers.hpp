@@ -82,6 +82,7 @@ class AttentionImpl : public torch::nn::Module {
   RowParallelLinear wo{nullptr};
 
  private:
+  comm::ProcessGroup tp_group_;  // wq, wk, wv share one copy_to of x
   int64_t head_dim_;
   int64_t local_heads_;
   int64_t local_kv_heads_;
@@ -94,6 +95,9 @@ class SwiGluImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);  // w2(silu(w1 x) * w3 x)
   ColumnParallelLinear w1{nullptr}, w3{nullptr};
   RowParallelLinear w2{nullptr};
+
+ private:
+  comm::ProcessGroup tp_group_;  // w1 and w3 share one copy_to of x
 };
 TORCH_MODULE(SwiGlu);
 

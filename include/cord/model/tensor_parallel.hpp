@@ -16,7 +16,10 @@
 //     [p*in/P, (p+1)*in/P) of W, takes the matching input slice X_p (as produced by a
 //     column-parallel layer) and computes Y = reduce_from(X_p A_p) + b.
 //   Column then Row (attention: qkv then out; MLP: up/gate then down) costs one all-reduce
-//   forward and one backward per pair.
+//   forward and one backward per pair. Several column-parallel layers reading the same X
+//   (wq, wk, wv; w1, w3) keep that single backward all-reduce by sharing one copy_to:
+//   the caller applies copy_to(X) once and calls forward_in_region on each, so autograd sums
+//   their input gradients before the one all-reduce.
 //
 // VocabParallelEmbedding splits the vocabulary: rank p holds rows [p*V/P, (p+1)*V/P) of the
 // table, looks up the ids it owns (zeros elsewhere) and reduce_from sums the result.
@@ -63,6 +66,8 @@ class ColumnParallelLinearImpl : public torch::nn::Module, public ShardedModule 
   ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, bool gather_output,
                            comm::ProcessGroup group);
   at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out/P] (or [..., out] gathered)
+  // x_in_region: the input after the caller's tp::copy_to, shared with other layers.
+  at::Tensor forward_in_region(const at::Tensor& x_in_region);
   std::map<std::string, ShardSpec> shard_specs() const override;
 
   at::Tensor weight;  // [out/P, in]
