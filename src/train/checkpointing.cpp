@@ -143,7 +143,9 @@ std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, Adam
     for (const std::string& name : choice.existing) superseded_.push_back(name);
     for (const std::string& file : choice.uncommitted) superseded_.push_back(file.substr(file.rfind('/') + 1));
     run_id_ = comm::broadcast_string(groups_.world, new_run_id(), 0);
-    if (config_.ckpt.resume == "auto") CORD_LOG(kInfo) << "resume auto: no committed checkpoint in " << directory_ << ", starting at step 0";
+    if (config_.ckpt.resume == "auto") {
+      CORD_LOG(kInfo) << "resume auto: no committed checkpoint in " << directory_ << ", starting at step 0";
+    }
     return std::nullopt;
   }
   const auto start = Clock::now();
@@ -188,11 +190,12 @@ void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const 
   superseded_.clear();
   last_save_seconds_ = saved.seconds;
   clocks_->last_save = Clock::now();
-  CORD_LOG(kInfo) << "checkpoint @ step " << progress.step << " (" << reason << ") -> " << saved.path << " ("
-                  << megabytes(saved.bytes) << " MB in " << saved.seconds << " s, "
-                  << megabytes(saved.bytes) / std::max(saved.seconds, 1e-9) << " MB/s; write " << saved.write_seconds
-                  << " s, fsync+commit " << saved.commit_seconds << " s, retention " << saved.cleanup_seconds << " s"
-                  << (saved.removed.empty() ? "" : ", " + std::to_string(saved.removed.size()) + " older removed")
+  char timing[160];
+  std::snprintf(timing, sizeof timing, "%.1f MB in %.3f s, %.0f MB/s; write %.3f s, fsync+commit %.3f s",
+                megabytes(saved.bytes), saved.seconds, megabytes(saved.bytes) / std::max(saved.seconds, 1e-9),
+                saved.write_seconds, saved.commit_seconds);
+  CORD_LOG(kInfo) << "checkpoint @ step " << progress.step << " (" << reason << ") -> " << saved.path << " (" << timing
+                  << (saved.removed.empty() ? "" : "; " + std::to_string(saved.removed.size()) + " older removed")
                   << ")";
   if (metrics != nullptr) {
     metrics->write({{"type", "checkpoint"},
