@@ -78,8 +78,7 @@ struct Retention {
   int64_t keep_last = 2;            // the newest K committed checkpoints are kept (>= 1)
   int64_t keep_every = 0;           // and every one whose step is a multiple of this; 0 = none
   // Delete on a helper thread after the commit, so the caller does not wait while the file
-  // system frees a large file (ext4: ~60 ms for 336 MB here). The next save, and
-  // wait_for_background_removals, wait for it.
+  // system frees a large file. The next save, and wait_for_background_removals, wait for it.
   bool in_background = false;
 };
 
