@@ -296,7 +296,9 @@ TEST(Checkpoint, AnUnwritableFolderFailsOnEveryRankAndKeepsTheCommittedCheckpoin
     EXPECT_NE(std::string(e.what()).find("cannot save checkpoint " + blocked + "/step-00000002.h5"), std::string::npos)
         << e.what();
   }
-  if (world().rank() == 0) EXPECT_TRUE(inspect_checkpoint(folder + "/step-00000001.h5", true).verified);
+  if (world().rank() == 0) {
+    EXPECT_TRUE(inspect_checkpoint(folder + "/step-00000001.h5", true).verified);
+  }
   comm::barrier(groups.world);
 }
 
