@@ -2,7 +2,8 @@
 # cord set-up: installs what is missing, builds, then runs the main job or the tests.
 #
 #   ./setup.sh run     install + build + run the main job: jobs/pipeline.sh on the default
-#                      embedded configuration (corpus, both training stages, eval table)
+#                      embedded configuration (corpus, both base stages, eval, CORD, CORD's
+#                      eval against the base: the gap reduction)
 #   ./setup.sh test    install + build + run the whole ctest suite
 #   ./setup.sh build   install + build only
 #
@@ -115,7 +116,7 @@ build
 
 case "$mode" in
   run)
-    say "main job: jobs/pipeline.sh (embedded default configuration, 2 ranks): corpus, text stage, align stage, eval -> runs/main"
+    say "main job: jobs/pipeline.sh (embedded default configuration, 2 ranks): corpus, text stage, align stage, eval, CORD, eval against the base -> runs/main"
     mpiexec -n 2 "$BUILD_DIR/cord" info
     CORD_BUILD_DIR="$BUILD_DIR" CORD_RANKS=2 jobs/pipeline.sh "" runs/main
     ;;

@@ -16,7 +16,7 @@ mkdir -p "$run" bench/results
 [ "${CORD_REUSE_CORPUS:-0}" = 1 ] || rm -f "$run/corpus.h5"
 export CORD_RESUME=${CORD_RESUME:-none}
 start=$(date +%s.%N)
-jobs/pipeline.sh "$config" "$run" 2>&1 | tee "$run/pipeline.log"
+CORD_DISTILL=0 jobs/pipeline.sh "$config" "$run" 2>&1 | tee "$run/pipeline.log"
 end=$(date +%s.%N)
 python3 bench/summarize_base.py --run "$run" --config "$config" --start "$start" --end "$end" \
   --command "bench/run_base.sh $config $run" --out "bench/results/$name"

@@ -32,6 +32,19 @@ def row(scores, base):
     return out
 
 
+SPLIT_PARTS = ("rollout_ms", "teacher_ms", "student_ms", "window_comm_ms", "other_ms")
+
+
+def time_split(step_records):
+    """Mean ms per step of each part over the run (rank 0's; step records average their
+    window), or None for records written before the split existed."""
+    recs = [r for r in step_records if all(k in r for k in SPLIT_PARTS)]
+    if not recs:
+        return None
+    out = {k: sum(r[k] for r in recs) / len(recs) for k in SPLIT_PARTS + ("window_ms_per_step",)}
+    return out
+
+
 def percent(x):
     return "-" if x is None else f"{100.0 * x:+.1f}%"
 
@@ -71,7 +84,8 @@ def main():
         methods[method] = {"scores": row(scores, base), "wall_seconds": wall_of.get(method),
                            "steps": end["steps"], "skipped": end["skipped"], "train_seconds": end["seconds"],
                            "validation": [{k: v[k] for k in ("step", "audio_accuracy", "text_accuracy")} for v in vals],
-                           "step_records": [r for r in recs if r["type"] == "step"]}
+                           "step_records": [r for r in recs if r["type"] == "step"],
+                           "time_split_ms": time_split([r for r in recs if r["type"] == "step"])}
     wall = float(a.end) - float(a.start)
     target = None
     if "cord" in methods:
@@ -111,6 +125,17 @@ def main():
     lines.append("| base | " + " | ".join(f"{result['base']['scores'][f]['text_accuracy']:.1f}" for f in families) + " |")
     for method, m in methods.items():
         lines.append(f"| {method} | " + " | ".join(f"{m['scores'][f]['text_accuracy']:.1f}" for f in families) + " |")
+    lines += ["", "Where a distill step's time goes (rank 0, mean over the run): rollout = the batched KV-cached "
+              "generation of every rollout; teacher = the teacher's no-grad forward; student = forward, losses and "
+              "backward; comm = blocked in collectives; other = judge, clipping, AdamW.", "",
+              "| method | ms/step | rollout | teacher | student fwd+bwd | comm | other |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for method, m in methods.items():
+        t = m["time_split_ms"]
+        if t is None:
+            lines.append(f"| {method} | - | - | - | - | - | - |")
+            continue
+        shares = " | ".join(f"{100 * t[k] / t['window_ms_per_step']:.0f}%" for k in SPLIT_PARTS)
+        lines.append(f"| {method} | {t['window_ms_per_step']:.0f} | {shares} |")
     lines += ["", f"Audio accuracy over steps (validation split): {os.path.basename(a.out)}.png", ""]
     if target is not None:
         lines += [benchlib.targets_line("Targets (cord)", target), ""]

@@ -48,4 +48,12 @@ resume=${CORD_RESUME:-auto}
 step text train "${common[@]}" --set train.stage=text --resume "$resume"
 step align train "${common[@]}" --set train.stage=align --resume "$resume"
 step eval eval "${common[@]}" --out "$run/eval"
-echo "[pipeline] done: $run/eval/eval.md; seconds per step in $run/timings.tsv" >&2
+if [ "${CORD_DISTILL:-1}" = 0 ]; then
+  echo "[pipeline] done: $run/eval/eval.md; seconds per step in $run/timings.tsv" >&2
+  exit 0
+fi
+step distill train "${common[@]}" --set train.stage=distill --resume "$resume"
+step cord_eval eval "${common[@]}" --ckpt "$run/distill/model.h5" --baseline "$run/eval/eval.json" \
+  --out "$run/cord_eval"
+echo "[pipeline] done: the base in $run/eval/eval.md, CORD against it in $run/cord_eval/eval.md;" \
+  "seconds per step in $run/timings.tsv" >&2

@@ -3,8 +3,12 @@
 //   OUT/eval.json         scores, with the weights, corpus, split, commit, host, command, timing
 //   OUT/eval.md           the same as a Markdown table (also printed on stdout)
 //   OUT/predictions.jsonl one line per item: answer, decoded text/audio solutions, transcript
+// With --baseline (a base model's eval.json of the same split), eval.json and eval.md also
+// hold the comparison with it: the gap reduction and the text-accuracy change (eval/comparison.hpp).
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +20,7 @@
 #include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
+#include "cord/eval/comparison.hpp"
 #include "cord/eval/evaluate.hpp"
 
 namespace po = boost::program_options;
@@ -31,7 +36,9 @@ void add_options(po::options_description& options) {
       ("data", po::value<std::string>()->value_name("PATH"), "corpus file (default: train.corpus)")
       ("out", po::value<std::string>()->value_name("DIR"),
        "folder for eval.json, eval.md and predictions.jsonl (default: train.run_dir/eval)")
-      ("split", po::value<std::string>()->value_name("NAME"), "train | validation | test (default: eval.split)");
+      ("split", po::value<std::string>()->value_name("NAME"), "train | validation | test (default: eval.split)")
+      ("baseline", po::value<std::string>()->value_name("PATH"),
+       "eval.json of a baseline (or its folder), same corpus and split: also report the gap reduction against it");
 }
 
 std::string option_or(const po::variables_map& options, const char* name, const std::string& fallback) {
@@ -44,7 +51,25 @@ struct Setup {
   std::unique_ptr<data::CorpusReader> corpus;
   model::Lalm model{nullptr};
   ckpt::WeightsHeader weights;
+  std::string baseline_path;  // "" = no comparison
+  json baseline;
 };
+
+// The baseline's eval.json (PATH or PATH/eval.json), checked to score the same split.
+json read_baseline(const std::string& path, data::Split split) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("cord eval --baseline: cannot read " + path);
+  json baseline = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (baseline.is_discarded() || !baseline.is_object()) {
+    throw UsageError("cord eval --baseline: " + path + " is not a JSON object (a cord eval.json)");
+  }
+  const std::string want = data::split_name(split);
+  if (baseline.value("split", want) != want) {
+    throw UsageError("cord eval --baseline: " + path + " scored split " + baseline.value("split", std::string()) +
+                     ", this eval scores " + want);
+  }
+  return baseline;
+}
 
 Setup set_up(const Session& session, const po::variables_map& options) {
   const Config& config = session.config;
@@ -54,6 +79,11 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   s.out = option_or(options, "out", config.train.run_dir + "/eval");
   s.split = data::parse_split(option_or(options, "split", config.eval.split), "--split");
   if (access(s.data.c_str(), R_OK) != 0) throw UsageError("cord eval: corpus " + s.data + " does not exist");
+  if (options.count("baseline") != 0) {
+    s.baseline_path = options["baseline"].as<std::string>();
+    if (std::filesystem::is_directory(s.baseline_path)) s.baseline_path += "/eval.json";
+    s.baseline = read_baseline(s.baseline_path, s.split);
+  }
   s.corpus = std::make_unique<data::CorpusReader>(s.data);
   s.model = model::Lalm(config.model, session.groups.tp);
   s.model->to(torch::Device(session.device));
@@ -84,6 +114,12 @@ int run(const Session& session, const po::variables_map& options) {
   const double tokens_per_s = static_cast<double>(tokens.item<int64_t>()) / outcome.seconds;
   CORD_LOG(kInfo) << "eval: " << tokens.item<int64_t>() << " tokens decoded in " << outcome.seconds << " s ("
                   << static_cast<int64_t>(tokens_per_s) << " tok/s)";
+  json comparison;  // every rank compares (the scores are global), so a mismatch fails on all of them
+  if (!s.baseline_path.empty()) {
+    comparison = run_agreed(session.world, [&] {
+      return eval::compare_to_baseline(eval::scores_json(outcome.scores), s.baseline, s.baseline_path);
+    });
+  }
   if (session.world.rank() == 0) {
     json report = eval::scores_json(outcome.scores);
     report["weights"] = s.ckpt;
@@ -98,7 +134,12 @@ int run(const Session& session, const po::variables_map& options) {
     report["host"] = host;
     report["seconds"] = outcome.seconds;
     report["decoded_tokens_per_s"] = tokens_per_s;
-    const std::string table = eval::scores_markdown(outcome.scores);
+    std::string table = eval::scores_markdown(outcome.scores);
+    if (!comparison.is_null()) {
+      report["baseline"] = comparison;
+      table += "\nAgainst the baseline " + s.baseline_path + " (gap = baseline text accuracy - audio accuracy; " +
+               "gap reduction = 1 - gap / baseline gap):\n\n" + eval::comparison_markdown(comparison);
+    }
     write_file_atomically(s.out + "/eval.json", report.dump(2) + "\n");
     write_file_atomically(s.out + "/eval.md", "# cord eval: " + s.ckpt + " on " + s.data + " (" +
                                                   data::split_name(s.split) + ")\n\n" + table);

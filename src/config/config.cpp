@@ -132,6 +132,9 @@ std::vector<Field> config_fields(Config& config) {
        &config.cord.teacher},
       {"cord.trainable", "comma list of the parameter groups that learn: encoder, projector, decoder",
        &config.cord.trainable},
+      {"cord.decoder_lr_scale",
+       "the decoder's learning rate as a multiple of train.distill.lr (the encoder and projector learn at 1x)",
+       &config.cord.decoder_lr_scale},
       {"cord.ppo_inner_steps", "optimizer steps per batch of rollouts; > 1 clips the sequence ratio (PPO)",
        &config.cord.ppo_inner_steps},
       {"cord.ppo_clip", "PPO ratio clip epsilon (ppo_inner_steps > 1)", &config.cord.ppo_clip},
@@ -272,6 +275,10 @@ void validate_cord(const CordConfig& c) {
     if (group != "encoder" && group != "projector" && group != "decoder") {
       throw UsageError("cord.trainable: '" + group + "' is not one of encoder, projector, decoder");
     }
+  }
+  if (!(c.decoder_lr_scale > 0 && c.decoder_lr_scale <= 100)) {
+    throw UsageError("cord.decoder_lr_scale=" + std::to_string(c.decoder_lr_scale) +
+                     " is outside (0, 100] (to freeze the decoder, leave it out of cord.trainable)");
   }
   require_range("cord.ppo_inner_steps", static_cast<double>(c.ppo_inner_steps), 1, 64);
   require_range("cord.ppo_clip", c.ppo_clip, 0, 10);

@@ -46,6 +46,21 @@ struct StepStats {
 
 constexpr int kStatCount = 9;
 
+// Where one rank's step time goes (rank 0's is logged). The parts partition the step:
+//   rollout  batched KV-cached generation of every rollout (and the text reference)
+//   teacher  the teacher's no-grad forward over the token rollouts
+//   student  the student's forward, the losses and backward, minus time blocked in collectives
+//   comm     time blocked in collectives (gradient buckets, the stats all-reduce), wherever it falls
+//   other    the rest: judge and advantages, batch slicing, clipping, the AdamW update
+struct StepTimes {
+  double step = 0, rollout = 0, teacher = 0, student = 0, comm = 0;
+  double other() const { return std::max(0.0, step - rollout - teacher - student - comm); }
+  StepTimes& operator+=(const StepTimes& t) {
+    step += t.step, rollout += t.rollout, teacher += t.teacher, student += t.student, comm += t.comm;
+    return *this;
+  }
+};
+
 at::Tensor stats_tensor(const StepStats& s) {
   return torch::tensor({s.loss, s.token_loss, s.sequence_loss, s.divergence_sum, s.divergence_tokens, s.reward_sum,
                         s.rewards, s.rollout_tokens, s.rollouts},
@@ -108,9 +123,11 @@ struct Distiller::State {
   // scaled as the header describes, for backward. `advantages` [P_local, N]; with PPO,
   // `old_log_probs` [P_local, N] (undefined on the first inner step, when the ratio is 1)
   // and the sequence log-probabilities of this pass are written to `log_probs` rows.
+  // `teacher_seconds` accumulates the teacher forward's time (net of collectives).
   at::Tensor chunk_loss(const data::Batch& part, const distill::Rollouts& rollouts, int64_t begin, int64_t end,
                         int64_t local_prompts, double token_scale_per_token, const at::Tensor& advantages,
-                        const at::Tensor& old_log_probs, at::Tensor& log_probs, StepStats& stats) {
+                        const at::Tensor& old_log_probs, at::Tensor& log_probs, StepStats& stats,
+                        double& teacher_seconds) {
     const CordConfig& cc = config.cord;
     const comm::ProcessGroup& tp = groups.tp;
     const model::SpecialTokens tokens = eval::corpus_special_tokens();
@@ -150,8 +167,11 @@ struct Distiller::State {
       at::Tensor t_logits;
       if (plan.token_loss != TokenLoss::kCrossEntropy) {
         // The teacher reads the text question and the same rollout; it never gets a gradient.
+        const auto teacher_start = Clock::now();
+        const double blocked_before = comm::blocked_seconds();  // tp collectives count as comm
         const model::TokenRows questions = eval::token_rows(part.question, part.question_mask);
         t_logits = distill::teacher_response_logits(teacher(), questions, token_responses, s_logits.size(1));
+        teacher_seconds += seconds_since(teacher_start) - (comm::blocked_seconds() - blocked_before);
       }
       const distill::TokenTerms terms =
           distill::token_terms(plan.token_loss, s_logits, t_logits, student.targets.narrow(0, 0, token_rows), mask,
@@ -250,6 +270,12 @@ Distiller::Distiller(const Config& config, const comm::ProcessGroups& groups, co
   adamw.beta2 = tc.beta2;
   adamw.weight_decay = tc.weight_decay;
   s.optimizer = std::make_unique<AdamW>(s.params.shards, adamw, tc.zero1 ? &groups.dp : nullptr);
+  if (cc.decoder_lr_scale != 1.0 && learns("decoder")) {
+    const int64_t scaled = s.optimizer->scale_lr("decoder.", cc.decoder_lr_scale);
+    CORD_CHECK(scaled > 0, "cord.decoder_lr_scale: no trainable parameter is named decoder.*");
+    CORD_LOG(kInfo) << "train distill: the decoder's " << scaled << " parameters learn at " << cc.decoder_lr_scale
+                    << "x the learning rate";
+  }
   s.schedule = LrSchedule{stage.lr, stage.min_lr, stage.warmup_steps, stage.steps * cc.ppo_inner_steps};
 
   data::LoaderOptions loader_options;
@@ -319,7 +345,7 @@ StageSummary Distiller::run() {
   NonfiniteGuard nonfinite(tc.stage, tc.max_nonfinite_steps);
   double step_ema = 0;
   at::Tensor window = torch::zeros({kStatCount}, torch::kDouble);
-  double window_seconds = 0, window_generate_seconds = 0;
+  StepTimes window_times;
   int64_t window_steps = 0, optimizer_steps = 0;
   double grad_norm = 0;  // of the last update, for the step line
   int64_t first_step = 0;
@@ -342,7 +368,8 @@ StageSummary Distiller::run() {
         data::mix64(static_cast<uint64_t>(tc.seed) ^ 0x726f6c6cULL) + static_cast<uint64_t>(step) * 1024 +
         static_cast<uint64_t>(groups.dp.rank())));
     const distill::Rollouts rollouts = distill::generate_rollouts(s.model, batch, s.plan, cc, generator, s.precision);
-    const double generate_seconds = seconds_since(step_start);
+    StepTimes times;
+    times.rollout = seconds_since(step_start);
 
     // 2. Rewards and advantages of the GRPO rollouts.
     StepStats rollout_stats;
@@ -378,6 +405,8 @@ StageSummary Distiller::run() {
       }
       StepStats stats = inner == 0 ? rollout_stats : StepStats{};
       s.synchronizer->zero_grad();
+      const auto passes_start = Clock::now();
+      const double blocked_before_passes = comm::blocked_seconds(), teacher_before_passes = times.teacher;
       for (int64_t begin = 0; begin < local_prompts; begin += micro) {
         const int64_t end = std::min(local_prompts, begin + micro);
         const data::Batch part = eval::slice_batch(batch, begin, end);
@@ -386,12 +415,14 @@ StageSummary Distiller::run() {
         {
           const model::AutocastScope autocast(s.precision, s.torch_device());
           loss = s.chunk_loss(part, rollouts, begin, end, local_prompts, token_scale_per_token, advantages,
-                              old_log_probs, log_probs, stats);
+                              old_log_probs, log_probs, stats, times.teacher);
         }
         if (s.inject_nonfinite.count(step + 1) != 0) loss = loss * std::numeric_limits<double>::quiet_NaN();
         loss.backward();
       }
       s.synchronizer->finish();
+      times.student += seconds_since(passes_start) - (comm::blocked_seconds() - blocked_before_passes) -
+                       (times.teacher - teacher_before_passes);
       if (log_probs.defined()) old_log_probs = log_probs;
 
       at::Tensor totals = stats_tensor(stats);
@@ -413,10 +444,10 @@ StageSummary Distiller::run() {
     summary.steps = step + 1;
 
     const double step_seconds = seconds_since(step_start);
-    const double comm_seconds = comm::blocked_seconds() - blocked_at_start;  // rank 0's
+    times.step = step_seconds;
+    times.comm = comm::blocked_seconds() - blocked_at_start;
     step_ema = step == first_step ? step_seconds : 0.9 * step_ema + 0.1 * step_seconds;
-    window_seconds += step_seconds;
-    window_generate_seconds += generate_seconds;
+    window_times += times;
     ++window_steps;
     if ((step + 1) % tc.log_every == 0 || step + 1 == stage.steps) {
       const auto w = [&](int i) { return window[i].item<double>(); };
@@ -425,18 +456,22 @@ StageSummary Distiller::run() {
       const double divergence = ratio_or_zero(w(3), w(4));
       const double reward = ratio_or_zero(w(5), w(6));
       const double mean_length = ratio_or_zero(w(7), w(8));
-      const double tokens_per_s = w(7) / window_seconds;
+      const StepTimes& t = window_times;
+      const double tokens_per_s = w(7) / t.step;
       const double lr = s.schedule.at((step + 1) * cc.ppo_inner_steps - 1);
       summary.skipped = nonfinite.skipped();
-      char line[320];
+      const auto share = [&](double part) { return 100.0 * part / t.step; };
+      char line[400];
       std::snprintf(line, sizeof line,
                     "step %lld/%lld | distill %s | loss %.4f | tok %.4f | seq %.4f | kl %.4f | reward %.3f | "
-                    "len %.1f | grad %.3f | lr %.2e | %.0f ms/step (%.0f%% rollouts) | %.0f rollout tok/s | ETA %s",
+                    "len %.1f | grad %.3f | lr %.2e | %.0f ms/step (rollout %.0f%%, teacher %.0f%%, student %.0f%%, "
+                    "comm %.0f%%) | %.0f rollout tok/s | ETA %s",
                     static_cast<long long>(step + 1), static_cast<long long>(stage.steps), cc.method.c_str(),
                     mean_loss, token_loss, sequence_loss, divergence, reward, mean_length, grad_norm, lr,
-                    1000.0 * window_seconds / static_cast<double>(window_steps),
-                    100.0 * window_generate_seconds / window_seconds, tokens_per_s,
+                    1000.0 * t.step / static_cast<double>(window_steps), share(t.rollout), share(t.teacher),
+                    share(t.student), share(t.comm), tokens_per_s,
                     format_duration(step_ema * static_cast<double>(stage.steps - step - 1)).c_str());
+      const auto mean_ms = [&](double seconds) { return 1000.0 * seconds / static_cast<double>(window_steps); };
       report_step(line,
                   {{"type", "step"},
                    {"step", step + 1},
@@ -449,13 +484,20 @@ StageSummary Distiller::run() {
                    {"grad_norm", grad_norm},
                    {"lr", lr},
                    {"ms_per_step", 1000.0 * step_seconds},
-                   {"comm_ms", 1000.0 * comm_seconds},
-                   {"rollout_share", window_generate_seconds / window_seconds},
+                   {"comm_ms", 1000.0 * times.comm},
+                   // rank 0's time split, means over the steps since the last record
+                   {"window_ms_per_step", mean_ms(t.step)},
+                   {"rollout_ms", mean_ms(t.rollout)},
+                   {"teacher_ms", mean_ms(t.teacher)},
+                   {"student_ms", mean_ms(t.student)},
+                   {"window_comm_ms", mean_ms(t.comm)},
+                   {"other_ms", mean_ms(t.other())},
+                   {"rollout_share", t.rollout / t.step},
                    {"rollout_tokens_per_s", tokens_per_s},
                    {"elapsed_s", seconds_since(stage_start)}},
                   summary.skipped, s.metrics.get());
       window.zero_();
-      window_seconds = window_generate_seconds = 0;
+      window_times = StepTimes{};
       window_steps = 0;
     }
     if (tc.val_every > 0 && (step + 1) % tc.val_every == 0 && step + 1 < stage.steps) validate(step + 1);

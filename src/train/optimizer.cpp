@@ -17,7 +17,7 @@ AdamW::AdamW(const std::vector<model::ParamShard>& parameters, AdamWOptions opti
   std::vector<int64_t> owned(static_cast<size_t>(ranks), 0);
   for (const model::ParamShard& shard : parameters) {
     if (!shard.param.requires_grad()) continue;
-    ParamState s{shard.name, shard.param, at::Tensor(), at::Tensor(), shard.param.dim() >= 2, 0};
+    ParamState s{shard.name, shard.param, at::Tensor(), at::Tensor(), shard.param.dim() >= 2, 0, 1.0};
     // Greedy balance: the least-loaded rank owns the next parameter (ties: lowest rank),
     // the same decision on every rank because the parameter order is the same.
     s.owner = static_cast<int>(std::min_element(owned.begin(), owned.end()) - owned.begin());
@@ -36,7 +36,17 @@ int64_t AdamW::local_state_numel() const {
   return total;
 }
 
-void AdamW::step(double lr) {
+int64_t AdamW::scale_lr(const std::string& name_prefix, double scale) {
+  int64_t matched = 0;
+  for (ParamState& s : state_) {
+    if (s.name.compare(0, name_prefix.size(), name_prefix) != 0) continue;
+    s.lr_scale = scale;
+    ++matched;
+  }
+  return matched;
+}
+
+void AdamW::step(double step_lr) {
   torch::NoGradGuard no_grad;
   ++step_;
   const double bias1 = 1.0 - std::pow(options_.beta1, static_cast<double>(step_));
@@ -44,6 +54,7 @@ void AdamW::step(double lr) {
   for (ParamState& s : state_) {
     const at::Tensor grad = s.param.grad();
     if (!grad.defined() || !s.exp_avg.defined()) continue;  // not ours under ZeRO-1
+    const double lr = step_lr * s.lr_scale;
     if (s.decay && options_.weight_decay != 0) s.param.mul_(1.0 - lr * options_.weight_decay);
     s.exp_avg.mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
     s.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);

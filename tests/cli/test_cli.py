@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -414,8 +415,32 @@ def case_pipeline_tiny_np2():
     expect(len(predictions) == report["average"]["items"], "one prediction per evaluated item")
     expect({"answer", "text", "audio", "transcript"} <= set(predictions[0]), f"prediction fields: {predictions[0]}")
     expect("| **average** |" in proc.stdout, "the eval table is printed", proc)
+    # CORD from the base, and its eval against the base's.
+    records = metrics(os.path.join(run_dir, "distill", "metrics.jsonl"))
+    steps = [r for r in records if r["type"] == "step"]
+    expect(len(steps) >= 1 and records[-1]["type"] == "end", f"distill: step and end records: {records[-1]}")
+    split = steps[-1]
+    for key in ("rollout_ms", "teacher_ms", "student_ms", "window_comm_ms", "other_ms", "window_ms_per_step"):
+        expect(split.get(key, -1) >= 0, f"distill step records carry the time split ({key}): {split}")
+    expect(split["teacher_ms"] > 0 and split["student_ms"] > 0 and split["rollout_ms"] > 0,
+           f"cord has a rollout, a teacher pass and a student pass: {split}")
+    parts = sum(split[k] for k in ("rollout_ms", "teacher_ms", "student_ms", "window_comm_ms", "other_ms"))
+    expect(abs(parts - split["window_ms_per_step"]) <= 0.01 * split["window_ms_per_step"] + 0.01,
+           f"the parts add up to the step: {parts} vs {split['window_ms_per_step']}")
+    expect(re.search(r"\| distill cord \|.*\(rollout \d+%, teacher \d+%, student \d+%, comm \d+%\)", proc.stderr),
+           "distill step lines with the time split", proc)
+    cord_report = json.load(open(os.path.join(run_dir, "cord_eval", "eval.json")))
+    comparison = cord_report["baseline"]
+    expect(comparison["baseline"] == os.path.join(run_dir, "eval", "eval.json"), f"the baseline is named: {comparison}")
+    average = comparison["average"]
+    expect(average["baseline_audio_accuracy"] == report["average"]["audio_accuracy"] and
+           average["audio_accuracy"] == cord_report["average"]["audio_accuracy"] and
+           average["text_change"] == cord_report["average"]["text_accuracy"] - report["average"]["text_accuracy"],
+           f"the comparison reads both evals: {average}")
+    expect("Against the baseline" in proc.stdout and "gap reduction" in proc.stdout, "the comparison is printed", proc)
     with open(os.path.join(run_dir, "timings.tsv")) as f:
-        expect([line.split("\t")[0] for line in f] == ["corpus", "text", "align", "eval"], "timings of four steps")
+        expect([line.split("\t")[0] for line in f] == ["corpus", "text", "align", "eval", "distill", "cord_eval"],
+               "timings of six steps")
 
 
 def train_losses(run_dir, *sets, ranks):
@@ -480,6 +505,22 @@ def case_train_eval_bad_input():
     expect(proc.returncode == 2 and "missing.h5 does not exist" in proc.stderr, "missing weights", proc)
     proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--split", "dev", "--out", scratch)
     expect(proc.returncode == 2 and "dev" in proc.stderr, "unknown split", proc)
+    # --baseline: missing, not an eval.json, another split, other items (after decoding).
+    base_eval = os.path.join(run_dir, "eval", "eval.json")
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--baseline", os.path.join(scratch, "none.json"),
+                "--out", scratch)
+    expect(proc.returncode == 2 and "--baseline: cannot read" in proc.stderr and "none.json" in proc.stderr,
+           "missing baseline", proc)
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--baseline", text_weights, "--out", scratch)
+    expect(proc.returncode == 2 and "is not a JSON object" in proc.stderr, "baseline that is not JSON", proc)
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--baseline", base_eval, "--split", "validation",
+                "--out", scratch)
+    expect(proc.returncode == 2 and "scored split test, this eval scores validation" in proc.stderr,
+           "baseline of another split", proc)
+    proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--baseline", os.path.dirname(base_eval),
+                "--set", "eval.max_items=9", "--out", scratch)
+    expect(proc.returncode == 2 and "items, this eval" in proc.stderr and base_eval in proc.stderr,
+           "baseline of other items", proc)
 
     # A corpus whose vocabulary differs from the weights' (one token renamed, same length).
     import h5py
@@ -583,17 +624,21 @@ def case_distill_layouts_np2():
 
 
 def case_distill_options():
-    """PPO clipping with inner steps, a frozen teacher, other aggregations, and frozen groups."""
+    """PPO clipping with inner steps, the current weights as teacher (the default is a frozen
+    copy), other aggregations, frozen groups, a slower decoder."""
     import h5py
     import numpy as np
     init = os.path.join(pipeline_dir(), "align", "model.h5")
     for name, sets in (("ppo", ["--set", "cord.ppo_inner_steps=2", "--set", "cord.normalize_advantages=true"]),
-                       ("frozen-teacher", ["--set", "cord.teacher=initial", "--set", "cord.aggregation=sequence_mean"]),
+                       ("current-teacher", ["--set", "cord.teacher=current", "--set", "cord.aggregation=sequence_mean",
+                                           "--set", "cord.decoder_lr_scale=0.25"]),
                        ("audio-only", ["--set", "cord.trainable=encoder,projector", "--set", "cord.aggregation=token_mean",
                                        "--set", "cord.judge=ground_truth"])):
         run_dir = os.path.join(ARGS.work_dir, "distill-" + name)
         proc, records = distill(run_dir, "--set", "train.val_items=0", *sets)
         expect(proc.returncode == 0, f"{name}: runs", proc)
+        expect(("learn at 0.25x the learning rate" in proc.stderr) == (name == "current-teacher"),
+               f"{name}: the decoder's learning-rate scale is logged where set", proc)
         steps = [r for r in records if r["type"] == "step"]
         expect(len(steps) == 3 and all(math.isfinite(r["loss"]) for r in steps), f"{name}: finite losses {steps}")
         end = records[-1]
@@ -616,6 +661,9 @@ def case_distill_bad_input():
     expect(proc.returncode == 2 and "cord.method='ppo' is not one of" in proc.stderr, "unknown method", proc)
     proc, _ = distill(scratch, "--set", "cord.trainable=encoder,lm")
     expect(proc.returncode == 2 and "cord.trainable: 'lm'" in proc.stderr, "unknown parameter group", proc)
+    proc, _ = distill(scratch, "--set", "cord.decoder_lr_scale=0")
+    expect(proc.returncode == 2 and "cord.decoder_lr_scale=0" in proc.stderr and "cord.trainable" in proc.stderr,
+           "a zero decoder learning-rate scale", proc)
     proc, _ = distill(scratch, "--set", "cord.judge=llm")
     expect(proc.returncode == 2 and "cord.judge='llm'" in proc.stderr, "unknown judge", proc)
 

@@ -27,32 +27,55 @@ std::vector<model::ParamShard> two_params(const at::Tensor& matrix, const at::Te
   return {m, v};
 }
 
-TEST(AdamW, MatchesLibtorchAdamWOnDecayedAndUndecayedParameters) {
-  const at::Tensor start_matrix = torch::randn({4, 3});
-  const at::Tensor start_vector = torch::randn({3});
-  at::Tensor matrix = start_matrix.clone().requires_grad_();
-  at::Tensor vector = start_vector.clone().requires_grad_();
-  at::Tensor ref_matrix = start_matrix.clone().requires_grad_();
-  at::Tensor ref_vector = start_vector.clone().requires_grad_();
-  AdamW ours(two_params(matrix, vector), AdamWOptions{0.9, 0.95, 1e-8, 0.1});
-  torch::optim::AdamW ref_decay({ref_matrix}, torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
-  torch::optim::AdamW ref_plain({ref_vector}, torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.0));
-  for (int step = 0; step < 5; ++step) {
-    const at::Tensor gm = torch::randn({4, 3});
-    const at::Tensor gv = torch::randn({3});
-    matrix.mutable_grad() = gm.clone();
-    vector.mutable_grad() = gv.clone();
-    ref_matrix.mutable_grad() = gm.clone();
-    ref_vector.mutable_grad() = gv.clone();
-    ours.step(1e-2);
-    ref_decay.step();
-    ref_plain.step();
+// A decayed matrix and an undecayed vector under our AdamW, and twins with the same start
+// values under libtorch's (one reference optimizer each, the matrix's at `matrix_lr`).
+struct AgainstLibtorch {
+  at::Tensor start_matrix = torch::randn({4, 3}), start_vector = torch::randn({3});
+  at::Tensor matrix = start_matrix.clone().requires_grad_(), vector = start_vector.clone().requires_grad_();
+  at::Tensor ref_matrix = start_matrix.clone().requires_grad_(), ref_vector = start_vector.clone().requires_grad_();
+  AdamW ours{two_params(matrix, vector), AdamWOptions{0.9, 0.95, 1e-8, 0.1}};
+  torch::optim::AdamW ref_decay, ref_plain;
+
+  explicit AgainstLibtorch(double matrix_lr)
+      : ref_decay({ref_matrix}, torch::optim::AdamWOptions(matrix_lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1)),
+        ref_plain({ref_vector}, torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.0)) {}
+
+  // `steps` updates of ours at lr 1e-2 and of the references, twins given the same gradient.
+  void step(int steps) {
+    for (int i = 0; i < steps; ++i) {
+      const at::Tensor gm = torch::randn({4, 3}), gv = torch::randn({3});
+      matrix.mutable_grad() = gm.clone();
+      vector.mutable_grad() = gv.clone();
+      ref_matrix.mutable_grad() = gm.clone();
+      ref_vector.mutable_grad() = gv.clone();
+      ours.step(1e-2);
+      ref_decay.step();
+      ref_plain.step();
+    }
   }
-  EXPECT_TRUE(torch::allclose(matrix, ref_matrix, 1e-6, 1e-7));
-  EXPECT_TRUE(torch::allclose(vector, ref_vector, 1e-6, 1e-7));
-  EXPECT_EQ(ours.steps_taken(), 5);
-  EXPECT_TRUE(ours.state()[0].decay);
-  EXPECT_FALSE(ours.state()[1].decay);
+  bool same() const {
+    return torch::allclose(matrix, ref_matrix, 1e-6, 1e-7) && torch::allclose(vector, ref_vector, 1e-6, 1e-7);
+  }
+};
+
+TEST(AdamW, MatchesLibtorchAdamWOnDecayedAndUndecayedParameters) {
+  AgainstLibtorch t(1e-2);
+  t.step(5);
+  EXPECT_TRUE(t.same());
+  EXPECT_EQ(t.ours.steps_taken(), 5);
+  EXPECT_TRUE(t.ours.state()[0].decay);
+  EXPECT_FALSE(t.ours.state()[1].decay);
+}
+
+TEST(AdamW, ScaledParametersLearnAtTheirShareOfTheLearningRate) {
+  // The matrix, scaled by 0.25, follows libtorch's AdamW at lr / 4 (decay included); the
+  // vector keeps the full rate.
+  AgainstLibtorch t(2.5e-3);
+  EXPECT_EQ(t.ours.scale_lr("layer.w", 0.25), 1);
+  EXPECT_EQ(t.ours.scale_lr("decoder.", 0.5), 0);
+  t.step(3);
+  EXPECT_TRUE(t.same());
+  EXPECT_FALSE(torch::allclose(t.matrix, t.start_matrix));
 }
 
 TEST(AdamW, SkipsFrozenParameters) {

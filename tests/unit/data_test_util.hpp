@@ -66,6 +66,15 @@ inline CorpusConfig small_config(std::int64_t items = 60) {
   CorpusConfig c;
   c.seed = 11;
   c.items = items;
+  // The problem and speech settings these tests were written against (not the defaults,
+  // which are the main job's).
+  c.validation_fraction = 0.05;
+  c.test_fraction = 0.10;
+  c.max_steps = 3;
+  c.max_number = 100;
+  c.spoken_digits = false;
+  c.rate_min = 140;
+  c.rate_max = 210;
   return c;
 }
 

@@ -25,7 +25,7 @@ struct AudioEncoderConfig {
   int d_model = 128;        // encoder width
   int n_layers = 2;         // transformer layers after two stride-2 convolutions (4x fewer frames)
   int n_heads = 4;          // attention heads; divisible by parallel.tp
-  int projector_stack = 2;  // encoder frames concatenated per decoder position (a further 2x fewer)
+  int projector_stack = 6;  // encoder frames concatenated per decoder position (6: 240 ms, about one spoken word)
 };
 
 // [model] the decoder-only language model (Qwen2-like: RMSNorm, RoPE, SwiGLU, GQA).
@@ -56,19 +56,19 @@ struct RuntimeConfig {
 // (data/README.md documents the file). Item i depends on (seed, i) only.
 struct CorpusConfig {
   std::int64_t seed = 20260101;  // corpus seed: text, voice, noise and split of every item derive from it
-  std::int64_t items = 2000;     // number of items to generate
+  std::int64_t items = 12000;    // number of items to generate
   std::string families = "arithmetic,multiple_choice,ordering";  // comma list; item i has family i mod count
-  double validation_fraction = 0.05;  // share of distinct questions (by content, not wording) held out for validation
-  double test_fraction = 0.10;        // share of distinct questions held out for test
+  double validation_fraction = 0.04;  // share of distinct questions (by content, not wording) held out for validation
+  double test_fraction = 0.06;        // share of distinct questions held out for test
   int min_steps = 1;                  // arithmetic: fewest operations per problem
-  int max_steps = 3;                  // arithmetic: most operations per problem
-  int max_number = 100;               // arithmetic: every given or intermediate number is below this
+  int max_steps = 2;                  // arithmetic: most operations per problem
+  int max_number = 20;                // arithmetic: every given or intermediate number is below this
   int entities = 40;                  // multiple choice: people in the generated fact base (2..64)
-  bool spoken_digits = false;         // speak numbers digit by digit ("two three") instead of "twenty three"
+  bool spoken_digits = true;          // speak numbers digit by digit ("two three") instead of "twenty three"
   std::string voices = "en-us,en,en-gb-x-rp,en-gb-scotland,en-029";  // espeak-ng base voices drawn per item
   std::string variants = "none,m1,m2,m3,f1,f2,f3,klatt";  // espeak-ng voice variants drawn per item; none = base voice
-  int rate_min = 140;                 // slowest speaking rate drawn, words per minute (espeak 80..450)
-  int rate_max = 210;                 // fastest speaking rate drawn, words per minute
+  int rate_min = 160;                 // slowest speaking rate drawn, words per minute (espeak 80..450)
+  int rate_max = 220;                 // fastest speaking rate drawn, words per minute
   int pitch_min = 25;                 // lowest pitch drawn (espeak 0..100)
   int pitch_max = 75;                 // highest pitch drawn
   double noise_snr_db = 0;            // additive white noise at this signal-to-noise ratio in dB; 0 = none
@@ -106,16 +106,17 @@ struct TrainConfig {
   double grad_clip = 1.0;          // global gradient-norm clip; 0 = off
   int max_nonfinite_steps = 3;     // stop after this many consecutive skipped (non-finite) steps
   std::int64_t log_every = 50;     // steps between step lines (and JSONL records)
-  std::int64_t val_every = 500;    // steps between validation passes; 0 = only at the end
-  std::int64_t val_items = 64;     // validation items scored for loss and greedy accuracy
+  std::int64_t val_every = 600;    // steps between validation passes; 0 = only at the end
+  std::int64_t val_items = 128;    // validation items scored for loss and greedy accuracy
   double bucket_mb = 4.0;          // data-parallel gradient bucket size (MB)
   bool zero1 = false;              // shard AdamW state over the dp ranks (ZeRO-1)
   double text_repeat_fraction = 0.2;      // text stage: share of items trained on "repeat the question"
-  double align_solution_fraction = 0.0;   // align stage: share of items trained audio -> solution (rest: transcript)
+  double align_solution_fraction = 0.25;  // align stage: share of items trained audio -> solution (rest: transcript)
   std::string inject_nonfinite = "";      // fault injection for tests: steps (1-based, as logged) whose loss is made NaN
-  StageConfig text{1500, 32, 2e-3, 1e-4, 100};
-  StageConfig align{600, 16, 2e-3, 1e-4, 50};
-  StageConfig distill{200, 16, 1e-4, 1e-5, 10};  // global_batch counts prompts
+  // The main job (README): about 23 minutes on 2 cores from the corpus to CORD's eval.
+  StageConfig text{2000, 64, 2e-3, 1e-4, 100};
+  StageConfig align{1800, 32, 2e-3, 1e-4, 100};
+  StageConfig distill{500, 16, 2e-4, 2e-5, 10};  // global_batch counts prompts
 };
 
 // [cord] the distill stage (train.stage = distill): CORD and the paper's baselines,
@@ -144,8 +145,10 @@ struct CordConfig {
   std::string judge = "agreement";    // agreement (audio answer vs text reference) | ground_truth (ours)
   double judge_tolerance = 1e-6;      // numeric answers agree within this relative tolerance
   bool normalize_advantages = false;  // divide GRPO advantages by the group's std (paper: no)
-  std::string teacher = "current";    // current weights under no-grad | initial (frozen snapshot of train.init) (ours)
+  std::string teacher = "initial";    // initial (frozen snapshot of train.init) | current weights under no-grad (ours;
+                                      // current was the default until its text branch was measured to collapse, README)
   std::string trainable = "encoder,projector,decoder";  // parameter groups that learn
+  double decoder_lr_scale = 1.0;      // the decoder learns at this times the stage's lr (ours; the text branch reads it too)
   std::int64_t ppo_inner_steps = 1;   // optimizer steps per batch of rollouts; > 1 clips the sequence ratio (ours)
   double ppo_clip = 0.2;              // PPO ratio clip epsilon when ppo_inner_steps > 1
 };

@@ -42,8 +42,12 @@ class AdamW {
   AdamW(const std::vector<model::ParamShard>& parameters, AdamWOptions options,
         const comm::ProcessGroup* zero1_group = nullptr);
 
-  // One update with learning rate `lr` using the parameters' current .grad.
+  // One update with learning rate `lr` (times each parameter's lr_scale) using the
+  // parameters' current .grad.
   void step(double lr);
+  // Parameters whose name starts with `name_prefix` learn at `scale` times the step's lr
+  // (decay too, as it is lr-coupled). Returns how many parameters matched.
+  int64_t scale_lr(const std::string& name_prefix, double scale);
   int64_t steps_taken() const { return step_; }
   // Resuming from a checkpoint: the update count t of the bias correction (m and v are
   // restored in place through state()).
@@ -58,6 +62,7 @@ class AdamW {
     at::Tensor exp_avg_sq;  // v
     bool decay = true;
     int owner = 0;  // rank in the zero1 group that updates this parameter
+    double lr_scale = 1.0;
   };
   const std::vector<ParamState>& state() const { return state_; }
   // Elements of optimizer state (m and v) held by this rank.
