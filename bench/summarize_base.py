@@ -36,9 +36,9 @@ def stage_summary(path):
             "steps": end.get("steps"), "skipped": end.get("skipped"), "seconds": end.get("seconds"),
             "first_loss": steps[0]["loss"] if steps else None, "last_loss": end.get("last_loss"),
             # text and align steps carry tokens_per_s and mfu; distill steps their time split
-            "medians": {k: median(steps, k) for k in ("tokens_per_s", "mfu", "window_ms_per_step", "rollout_ms",
-                                                      "teacher_ms", "student_ms", "window_comm_ms", "other_ms")
-                        if median(steps, k) is not None},
+            "medians": {k: m for k in ("tokens_per_s", "mfu", "window_ms_per_step", "rollout_ms", "teacher_ms",
+                                       "student_ms", "window_comm_ms", "other_ms")
+                        if (m := median(steps, k)) is not None},
             "validation": [{k: v[k] for k in ("step", "loss", "accuracy", "audio_accuracy", "text_accuracy") if k in v}
                            for v in vals]}
 
@@ -73,7 +73,8 @@ def main():
                    "wall_time_at_most_60_min": wall <= 3600.0}
     else:
         what = "the main job: corpus, base (text, align), eval, CORD, eval against the base (bench/run_main.sh)"
-        cord = benchlib.load(os.path.join(a.run, "cord_eval", "eval.json"))["baseline"]["average"]
+        cord_eval = benchlib.load(os.path.join(a.run, "cord_eval", "eval.json"))
+        cord = cord_eval["baseline"]["average"]
         targets = {"wall_time_at_most_30_min": wall <= 1800.0,
                    "cord_closes_at_least_20_percent_of_the_gap": (cord["gap_reduction"] or 0) >= 0.20,
                    "text_accuracy_falls_at_most_2_points": cord["text_change"] >= -2.0}
@@ -93,7 +94,7 @@ def main():
     if a.mode == "main":
         with open(os.path.join(a.run, "cord_eval", "eval.md")) as f:
             cord_md = f.read()
-        result["cord_eval"] = benchlib.load(os.path.join(a.run, "cord_eval", "eval.json"))
+        result["cord_eval"] = cord_eval
         lines += ["After CORD (`train.stage = distill` from the base, the embedded `[cord]` defaults: a frozen "
                   "teacher):", "", cord_md.split("\n", 2)[2].rstrip(), ""]
         variant = os.path.join(a.run, "current_teacher", "eval", "eval.json")
