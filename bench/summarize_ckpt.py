@@ -13,15 +13,29 @@ import subprocess
 import benchlib
 
 
-def dd_mb_per_s(folder, size_bytes):
-    """dd of size_bytes (rounded up to MiB) with conv=fsync; MB/s as dd reports it."""
-    count = max(1, -(-size_bytes // (1 << 20)))
+def dd_mb_per_s(folder, size_bytes, source=None):
+    """dd with conv=fsync into folder; MB/s as dd reports it. Without source: size_bytes of
+    zeros (rounded up to MiB); with source: a copy of that file, read from the page cache
+    (the same incompressible bytes a checkpoint holds; zeros are written faster here)."""
     path = os.path.join(folder, "dd.bin")
-    out = subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={count}", "conv=fsync"],
-                         capture_output=True, text=True, check=True).stderr
+    if source is None:
+        count = max(1, -(-size_bytes // (1 << 20)))
+        command = ["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={count}", "conv=fsync"]
+    else:
+        with open(source, "rb") as f:  # into the page cache, as the checkpoint's tensors are in memory
+            while f.read(1 << 24):
+                pass
+        command = ["dd", f"if={source}", f"of={path}", "bs=1M", "conv=fsync"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     os.remove(path)
     copied = re.search(r"(\d+) bytes .* copied, ([0-9.]+) s", out)
     return int(copied.group(1)) / float(copied.group(2)) / 1e6
+
+
+def latest_checkpoint(folder):
+    """The newest step-*.h5 the benchmark left in folder (it keeps the last one)."""
+    names = sorted(n for n in os.listdir(folder) if n.startswith("step-") and n.endswith(".h5"))
+    return os.path.join(folder, names[-1])
 
 
 def main():
@@ -44,10 +58,14 @@ def main():
             size = int(items[0]["file_bytes"])
             mb_per_s = statistics.median(b["bytes_per_second"] for b in items) / 1e6
             if size not in dd_cache:
-                dd_cache[size] = statistics.median(dd_mb_per_s(args.dir, size) for _ in range(3))
+                copy_of = latest_checkpoint(os.path.join(args.dir, ranks_key, config))
+                dd_cache[size] = (statistics.median(dd_mb_per_s(args.dir, size) for _ in range(3)),
+                                  statistics.median(dd_mb_per_s(args.dir, size, copy_of) for _ in range(3)))
+            dd_zeros, dd_copy = dd_cache[size]
             rows.append({"ranks": int(ranks_key[2:]), "config": config, "op": op, "file_mb": size / 1e6,
                          "ms": statistics.median(b["real_time"] for b in items), "mb_per_s": mb_per_s,
-                         "dd_write_mb_per_s": dd_cache[size], "over_dd": mb_per_s / dd_cache[size]})
+                         "dd_write_mb_per_s": dd_zeros, "over_dd": mb_per_s / dd_zeros,
+                         "dd_copy_mb_per_s": dd_copy, "over_dd_copy": mb_per_s / dd_copy})
             if op == "save":  # phase times (rank 0's clock), as save_checkpoint reports them
                 for phase in ("write_ms", "commit_ms", "cleanup_ms"):
                     rows[-1][phase] = statistics.median(b[phase] for b in items)
@@ -59,26 +77,35 @@ def main():
               "start_to_first_resumed_step_s": header["seconds_to_resume"] + first["elapsed_s"]}
     saves = [r for r in rows if r["op"] == "save"]
     goal_met = all(r["over_dd"] >= 0.5 for r in saves)
+    goal_met_copy = all(r["over_dd_copy"] >= 0.5 for r in saves)
     result = {"what": "checkpoint save/load throughput (params + AdamW m, v; tp = ranks, parallel HDF5) vs dd "
                       "with fsync on the same folder; time from process start to the first resumed step",
               "machine": benchlib.this_machine(), "commit": benchlib.commit(), "command": args.command,
               "folder": os.path.abspath(args.dir), "rows": rows, "resume": resume,
-              "goal": "save >= 50% of dd", "goal_met": goal_met, "google_benchmark": raw}
+              "goal": "save >= 50% of dd (zeros)", "goal_met": goal_met, "goal_met_vs_dd_copy": goal_met_copy,
+              "google_benchmark": raw}
     lines = [f"# Checkpoint I/O ({result['machine']['cpu']}, {result['machine']['cores']} cores, commit "
              f"{result['commit'][:12]})", "", f"`{args.command}`; folder {result['folder']}", "",
-             "| ranks | config | op | file MB | ms | of which write / fsync+commit ms | MB/s | dd MB/s | / dd |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| ranks | config | op | file MB | ms | of which write / fsync+commit ms | MB/s | dd zeros MB/s | / dd "
+             "zeros | dd copy MB/s | / dd copy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         phases = f"{r['write_ms']:.1f} / {r['commit_ms']:.1f}" if r["op"] == "save" else "-"
         lines.append(f"| {r['ranks']} | {r['config']} | {r['op']} | {r['file_mb']:.1f} | {r['ms']:.1f} | {phases} | "
-                     f"{r['mb_per_s']:.0f} | {r['dd_write_mb_per_s']:.0f} | {r['over_dd']:.2f} |")
+                     f"{r['mb_per_s']:.0f} | {r['dd_write_mb_per_s']:.0f} | {r['over_dd']:.2f} | "
+                     f"{r['dd_copy_mb_per_s']:.0f} | {r['over_dd_copy']:.2f} |")
     lines += ["", "Loads read a file just written (page cache): an upper bound for a cold read. A save's write "
-              "phase is the collective HDF5 write through close (MPI-IO's close syncs, so on 2 ranks the "
-              "fsync falls there); the replaced checkpoint is deleted in the background, outside the time.",
+              "phase is the HDF5 write through close, while a helper thread has the disk write the file's "
+              "pages as they come (sync_file_range), so the fsync in the commit phase waits only for the tail "
+              "(MPI-IO's close syncs, so on 2 ranks the fsync falls in the write phase); the replaced "
+              "checkpoint is deleted in the background, outside the time. dd zeros: `dd if=/dev/zero bs=1M "
+              "conv=fsync` of the same size; dd copy: `dd bs=1M conv=fsync` of the benchmark's last "
+              "checkpoint file, read from the page cache (the same bytes; this disk writes zeros faster).",
               f"Start to first resumed step (tiny text stage, 2 ranks): {resume['seconds_to_resume']:.2f} s to "
               f"load (process start included) + {resume['first_step_seconds']:.2f} s for the step = "
               f"{resume['start_to_first_resumed_step_s']:.2f} s.",
-              benchlib.targets_line("Goal", {"save >= 50% of dd": goal_met}), ""]
+              benchlib.targets_line("Goal", {"save >= 50% of dd zeros": goal_met,
+                                             "save >= 50% of dd copy": goal_met_copy}), ""]
     benchlib.write_experiment(args.out, result, lines)
 
 

@@ -333,6 +333,10 @@ SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<Sh
     // One rank writes through the POSIX driver: MPI-IO brings nothing to a single writer,
     // and its close syncs the file, which step 4 does anyway.
     h5::File file = h5::File::create(temporary, world.size() > 1 ? world.mpi_comm() : MPI_COMM_NULL);
+    // The disk starts on the file while later tensors are still being written, so step 4's
+    // fsync waits only for the tail (1.5x faster saves of the large config on one rank,
+    // bench/results/ckpt_io.md). Rank 0's node only: on other nodes MPI-IO's close syncs.
+    const auto writeback = rank0 ? std::make_unique<BackgroundWriteback>(temporary) : nullptr;
     file.set_attribute("/", "format", std::string(kFormat));
     file.set_attribute("/", "version", kVersion);
     file.set_attribute("/", "stage", progress.stage);

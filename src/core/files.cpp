@@ -6,7 +6,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "cord/core/error.hpp"
 
@@ -68,6 +71,45 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     throw Error("cannot write " + temporary + ": " + std::strerror(saved_errno));
   }
   commit_rename(temporary, path);
+}
+
+struct BackgroundWriteback::Worker {
+  int fd = -1;
+  bool stop = false;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::thread thread;
+};
+
+BackgroundWriteback::BackgroundWriteback(const std::string& path, std::chrono::microseconds interval)
+    : worker_(std::make_unique<Worker>()) {
+#ifdef __linux__
+  Worker& w = *worker_;
+  w.fd = open(path.c_str(), O_RDONLY);
+  if (w.fd < 0) return;
+  w.thread = std::thread([&w, interval] {
+    std::unique_lock<std::mutex> lock(w.mutex);
+    while (!w.wake.wait_for(lock, interval, [&w] { return w.stop; })) {
+      lock.unlock();
+      sync_file_range(w.fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // the whole file; may block on a busy queue
+      lock.lock();
+    }
+  });
+#else
+  (void)path;
+  (void)interval;
+#endif
+}
+
+BackgroundWriteback::~BackgroundWriteback() {
+  Worker& w = *worker_;
+  {
+    const std::lock_guard<std::mutex> lock(w.mutex);
+    w.stop = true;
+  }
+  w.wake.notify_all();
+  if (w.thread.joinable()) w.thread.join();
+  if (w.fd >= 0) close(w.fd);
 }
 
 }  // namespace cord

@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "cord/ckpt/checkpoint.hpp"
 #include "cord/comm/collectives.hpp"
@@ -82,6 +84,30 @@ void expect_same_global(model::Lalm& full, model::Lalm& sharded) {
     if (b[i].split_dim >= 0) expected = expected.narrow(b[i].split_dim, b[i].offset, b[i].param.size(b[i].split_dim));
     EXPECT_TRUE(torch::equal(expected, b[i].param)) << b[i].name;
   }
+}
+
+// The save's writeback helper only moves disk work earlier: the file holds exactly what was
+// written while it ran, and a path it cannot open makes it a no-op.
+TEST(Files, BackgroundWritebackLeavesTheFileAsWritten) {
+  const std::string path = "/tmp/cord_writeback_test_" + std::to_string(getpid()) + "_" + std::to_string(world().rank());
+  std::string expected;
+  {
+    std::ofstream out(path, std::ios::binary);
+    const BackgroundWriteback writeback(path, std::chrono::microseconds(200));
+    for (int chunk = 0; chunk < 64; ++chunk) {
+      const std::string bytes(64 * 1024, static_cast<char>('a' + chunk % 26));
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      out.flush();  // into the page cache, where the helper finds it
+      expected += bytes;
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  }
+  std::ifstream in(path, std::ios::binary);
+  const std::string read((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(read.size(), expected.size());
+  EXPECT_TRUE(read == expected);
+  std::remove(path.c_str());
+  EXPECT_NO_THROW({ const BackgroundWriteback none(path + ".missing"); });
 }
 
 TEST(Checkpoint, ChecksumOfBlocksAddsUpToTheWholeTensor) {

@@ -2,6 +2,8 @@
 // Small POSIX file helpers for writing outputs durably (write a temporary file, fsync,
 // rename, fsync the folder) and for run directories. POSIX calls on purpose: libtorch
 // exports its own std::filesystem symbols, which have crashed here.
+#include <chrono>
+#include <memory>
 #include <string>
 
 namespace cord {
@@ -24,5 +26,24 @@ void write_file_atomically(const std::string& path, const std::string& text);
 
 // Renames `from` to `to` and fsyncs the folder of `to`; throws Error naming both.
 void commit_rename(const std::string& from, const std::string& to);
+
+// While alive, a helper thread asks the kernel every `interval` to start writing the dirty
+// pages of `path` to disk (Linux sync_file_range, SYNC_FILE_RANGE_WRITE; it does not wait
+// for them). A writer producing a large file then overlaps its page-cache writes with the
+// disk's work, and the fsync that commits the file waits only for the tail. Durability
+// still comes from that fsync; this only moves work earlier. A file that cannot be opened,
+// or a system without sync_file_range, makes it a no-op. Not copyable or movable.
+class BackgroundWriteback {
+ public:
+  explicit BackgroundWriteback(const std::string& path,
+                               std::chrono::microseconds interval = std::chrono::milliseconds(1));
+  ~BackgroundWriteback();  // stops and joins the thread
+  BackgroundWriteback(const BackgroundWriteback&) = delete;
+  BackgroundWriteback& operator=(const BackgroundWriteback&) = delete;
+
+ private:
+  struct Worker;  // the thread and its stop signal (files.cpp)
+  std::unique_ptr<Worker> worker_;
+};
 
 }  // namespace cord
