@@ -27,53 +27,103 @@ MethodPlan plan_for(const CordConfig& cord) {
   return plan;
 }
 
-Rollouts generate_rollouts(model::Lalm& model, const data::Batch& batch, const MethodPlan& plan,
-                           const CordConfig& cord, at::Generator& generator, model::Precision precision) {
+namespace {
+
+// One decode: the rows one model writes, each with its temperature.
+struct DecodeRows {
+  std::vector<model::SequenceSpec> specs;
+  std::vector<double> temperatures;
+};
+
+// Decodes `rows` with `model` (KV-cached, one batched call) -> tokens per row. `frames`
+// may be undefined when no row is audio. Responses are limited so that they also fit
+// behind a prompt `reserve_width` positions wide (a text-side rollout the student later
+// reads behind its audio prompt). Sets `max_new_tokens` to the limit used.
+model::TokenRows decode(model::Lalm& model, const DecodeRows& rows, const at::Tensor& frames,
+                        const at::Tensor& frame_lengths, const CordConfig& cord, at::Generator& generator,
+                        int64_t reserve_width, int64_t& max_new_tokens) {
+  if (rows.specs.empty()) return {};
+  const model::SpecialTokens tokens = eval::corpus_special_tokens();
+  const model::DecoderBatch inputs =
+      model::assemble_sequences(model, frames, frame_lengths, rows.specs, tokens, model::Padding::kLeft);
+  const int64_t width = std::max<int64_t>(inputs.embeds.size(1), reserve_width);
+  const int64_t limit = std::min<int64_t>(cord.max_new_tokens, model->config().max_seq_len - width);
+  CORD_CHECK(limit > 0, "prompts of " + std::to_string(width) +
+                            " positions leave no room for a rollout within model.max_seq_len " +
+                            std::to_string(model->config().max_seq_len));
+  max_new_tokens = limit;
+  model::SamplingOptions options;
+  options.max_new_tokens = limit;
+  options.temperatures = rows.temperatures;
+  return model::generate(model, inputs, tokens, options, generator).tokens;
+}
+
+}  // namespace
+
+Rollouts generate_rollouts(model::Lalm& model, model::Lalm& teacher, const data::Batch& batch,
+                           const MethodPlan& plan, const CordConfig& cord, at::Generator& generator,
+                           model::Precision precision) {
   torch::NoGradGuard no_grad;
   const at::Device device = model->decoder->embedding->weight.device();
   const model::AutocastScope autocast(precision, device);
-  const model::SpecialTokens tokens = eval::corpus_special_tokens();
   const int64_t prompts = static_cast<int64_t>(batch.items.size());
   const model::TokenRows questions = eval::token_rows(batch.question, batch.question_mask);
   const auto [frames, frame_lengths] =
       model->encode_audio(batch.features.to(device), batch.feature_lengths.to(device));
 
-  // Row order of the decode: per prompt, [token rollout][N group rollouts][reference].
-  std::vector<model::SequenceSpec> specs;
-  std::vector<double> temperatures;
-  auto add = [&](int64_t prompt, eval::Input input, double temperature) {
+  // Audio rows are the student's; text rows (the text-side token rollouts of sft and fkl,
+  // the references of GRPO) are the teacher's. With the current weights as teacher both
+  // are one decode; a frozen teacher decodes its rows in a second call.
+  const bool separate_teacher = teacher.get() != model.get();
+  DecodeRows student_rows, teacher_rows;
+  enum class Kind { kToken, kGroup, kReference };
+  struct Slot {
+    Kind kind;
+    bool by_teacher;
+  };
+  std::vector<Slot> order;  // per prompt: [token rollout][N group rollouts][reference]
+  auto add = [&](int64_t prompt, eval::Input input, double temperature, Kind kind) {
     model::SequenceSpec spec;
     if (input == eval::Input::kAudio) {
       spec.audio_row = prompt;
     } else {
       spec.question = questions[static_cast<size_t>(prompt)];
     }
-    specs.push_back(std::move(spec));
-    temperatures.push_back(temperature);
+    const bool by_teacher = separate_teacher && input == eval::Input::kText;
+    DecodeRows& rows = by_teacher ? teacher_rows : student_rows;
+    rows.specs.push_back(std::move(spec));
+    rows.temperatures.push_back(temperature);
+    order.push_back({kind, by_teacher});
   };
   for (int64_t p = 0; p < prompts; ++p) {
-    if (plan.token_loss != TokenLoss::kNone) add(p, plan.token_input, cord.token_temperature);
-    for (int64_t i = 0; i < plan.group_size; ++i) add(p, eval::Input::kAudio, cord.group_temperature);
-    if (plan.grpo) add(p, eval::Input::kText, cord.reference_temperature);
+    if (plan.token_loss != TokenLoss::kNone) add(p, plan.token_input, cord.token_temperature, Kind::kToken);
+    for (int64_t i = 0; i < plan.group_size; ++i) add(p, eval::Input::kAudio, cord.group_temperature, Kind::kGroup);
+    if (plan.grpo) add(p, eval::Input::kText, cord.reference_temperature, Kind::kReference);
   }
-  const model::DecoderBatch inputs =
-      model::assemble_sequences(model, frames, frame_lengths, specs, tokens, model::Padding::kLeft);
 
+  // The teacher's rows get the limit the student's audio prompts leave (as in one decode).
+  int64_t audio_width = 0;
+  if (!teacher_rows.specs.empty()) {
+    std::vector<model::SequenceSpec> audio_prompts(static_cast<size_t>(prompts));
+    for (int64_t p = 0; p < prompts; ++p) audio_prompts[static_cast<size_t>(p)].audio_row = p;
+    audio_width = model::assemble_sequences(model, frames, frame_lengths, audio_prompts,
+                                            eval::corpus_special_tokens(), model::Padding::kLeft)
+                      .embeds.size(1);
+  }
   Rollouts out;
-  model::SamplingOptions options;
-  out.max_new_tokens = std::min<int64_t>(cord.max_new_tokens, model->config().max_seq_len - inputs.embeds.size(1));
-  CORD_CHECK(out.max_new_tokens > 0, "prompts of " + std::to_string(inputs.embeds.size(1)) +
-                                         " positions leave no room for a rollout within model.max_seq_len " +
-                                         std::to_string(model->config().max_seq_len));
-  options.max_new_tokens = out.max_new_tokens;
-  options.temperatures = temperatures;
-  model::Generation generation = model::generate(model, inputs, tokens, options, generator);
-
-  size_t row = 0;
-  for (int64_t p = 0; p < prompts; ++p) {
-    if (plan.token_loss != TokenLoss::kNone) out.token.push_back(std::move(generation.tokens[row++]));
-    for (int64_t i = 0; i < plan.group_size; ++i) out.group.push_back(std::move(generation.tokens[row++]));
-    if (plan.grpo) out.reference.push_back(std::move(generation.tokens[row++]));
+  model::TokenRows by_student =
+      decode(model, student_rows, frames, frame_lengths, cord, generator, 0, out.max_new_tokens);
+  int64_t teacher_limit = 0;
+  model::TokenRows by_teacher =
+      decode(teacher, teacher_rows, at::Tensor(), at::Tensor(), cord, generator, audio_width, teacher_limit);
+  out.max_new_tokens = std::max(out.max_new_tokens, teacher_limit);
+  size_t next_student = 0, next_teacher = 0;
+  for (const Slot& slot : order) {
+    std::vector<int64_t>& tokens = slot.by_teacher ? by_teacher[next_teacher++] : by_student[next_student++];
+    model::TokenRows& target = slot.kind == Kind::kToken   ? out.token
+                               : slot.kind == Kind::kGroup ? out.group
+                                                           : out.reference;
+    target.push_back(std::move(tokens));
   }
   for (const auto& rows : {&out.token, &out.group, &out.reference}) {
     for (const auto& r : *rows) out.generated_tokens += static_cast<int64_t>(r.size());

@@ -367,7 +367,7 @@ StageSummary Distiller::run() {
     at::Generator generator = at::detail::createCPUGenerator(data::mix64(
         data::mix64(static_cast<uint64_t>(tc.seed) ^ 0x726f6c6cULL) + static_cast<uint64_t>(step) * 1024 +
         static_cast<uint64_t>(groups.dp.rank())));
-    const distill::Rollouts rollouts = distill::generate_rollouts(s.model, batch, s.plan, cc, generator, s.precision);
+    const distill::Rollouts rollouts = distill::generate_rollouts(s.model, s.teacher(), batch, s.plan, cc, generator, s.precision);
     StepTimes times;  // (the tp collectives of generation count as comm)
     times.rollout = seconds_since(step_start) - (comm::blocked_seconds() - blocked_at_start);
 

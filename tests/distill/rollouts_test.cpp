@@ -7,6 +7,7 @@
 
 #include "cord/core/error.hpp"
 #include "cord/distill/rollouts.hpp"
+#include "cord/eval/prompts.hpp"
 #include "cord/model/generate.hpp"
 #include "model_fixtures.hpp"
 #include "mpi_test_world.hpp"
@@ -170,6 +171,78 @@ TEST_F(MixedBatch, TokenLossGradientMatchesFiniteDifferencesWithTheTeacherHeldFi
           << "parameter " << p << " element " << i;
     }
   }
+}
+
+// A frozen teacher writes the text rollouts (GRPO references, sft's token rollouts); the
+// student writes the audio ones. Greedy decoding, so each side equals its own decode.
+TEST_F(MixedBatch, TheTeacherWritesTheTextRolloutsAndTheStudentTheAudioOnes) {
+  model::Lalm teacher(tiny_model_config(), solo_group());
+  teacher->eval();
+  {
+    torch::NoGradGuard no_grad;  // the initialisation is seeded: move the teacher elsewhere
+    at::Generator noise = at::make_generator<at::CPUGeneratorImpl>(7);
+    for (at::Tensor& p : teacher->parameters()) p.add_(at::normal(0.0, 0.5, p.sizes(), noise));
+  }
+  data::Batch batch;
+  batch.items = {0, 1};
+  batch.features = mel;
+  batch.feature_lengths = mel_lengths;
+  batch.question = torch::zeros({2, 9}, torch::kLong);
+  batch.question_mask = torch::zeros({2, 9}, torch::kBool);
+  for (int64_t p = 0; p < 2; ++p) {
+    const auto& q = questions[static_cast<size_t>(p)];
+    for (size_t t = 0; t < q.size(); ++t) {
+      batch.question[p][static_cast<int64_t>(t)] = q[t];
+      batch.question_mask[p][static_cast<int64_t>(t)] = true;
+    }
+  }
+  CordConfig cord;
+  cord.group_size = 2;
+  cord.max_new_tokens = 6;
+  cord.token_temperature = cord.group_temperature = cord.reference_temperature = 0.0;
+
+  // What each model writes on its own, greedily: [rows] of audio or text prompts.
+  auto greedy = [&](model::Lalm& m, const std::vector<int64_t>& audio_rows, bool text) {
+    torch::NoGradGuard no_grad;
+    std::vector<model::SequenceSpec> specs;
+    if (text) {
+      for (const auto& q : questions) specs.push_back({-1, q, {}, -1});
+    }
+    for (const int64_t a : audio_rows) specs.push_back({a, {}, {}, -1});
+    const auto [frames, frame_lengths] = m->encode_audio(mel, mel_lengths);
+    const model::DecoderBatch inputs = model::assemble_sequences(m, frames, frame_lengths, specs,
+                                                                 eval::corpus_special_tokens(), model::Padding::kLeft);
+    model::SamplingOptions options;
+    options.max_new_tokens = 6;
+    options.temperatures.assign(specs.size(), 0.0);
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+    return model::generate(m, inputs, eval::corpus_special_tokens(), options, g).tokens;
+  };
+  const model::TokenRows teacher_text = greedy(teacher, {}, true);
+  const model::TokenRows student_text = greedy(lalm, {}, true);
+  ASSERT_NE(teacher_text, student_text) << "the two models must differ for this test to mean anything";
+
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  cord.method = "cord";
+  const Rollouts with_grpo = generate_rollouts(lalm, teacher, batch, plan_for(cord), cord, generator,
+                                               model::Precision::kFp32);
+  EXPECT_EQ(with_grpo.max_new_tokens, 6);
+  EXPECT_EQ(with_grpo.reference, teacher_text);
+  // Audio rows per prompt: [token rollout][2 group rollouts], decoded together.
+  const model::TokenRows student_audio = greedy(lalm, {0, 0, 0, 1, 1, 1}, false);
+  ASSERT_EQ(with_grpo.token.size(), 2u);
+  ASSERT_EQ(with_grpo.group.size(), 4u);
+  EXPECT_EQ(with_grpo.token[0], student_audio[0]);
+  EXPECT_EQ(with_grpo.group[0], student_audio[1]);
+  EXPECT_EQ(with_grpo.group[1], student_audio[2]);
+  EXPECT_EQ(with_grpo.token[1], student_audio[3]);
+  EXPECT_EQ(with_grpo.group[3], student_audio[5]);
+
+  cord.method = "sft";
+  const Rollouts sft = generate_rollouts(lalm, teacher, batch, plan_for(cord), cord, generator,
+                                         model::Precision::kFp32);
+  EXPECT_EQ(sft.token, teacher_text);
+  EXPECT_TRUE(sft.group.empty() && sft.reference.empty());
 }
 
 TEST(Methods, EachMethodAsksForItsRolloutsAndLoss) {

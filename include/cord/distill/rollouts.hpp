@@ -35,14 +35,18 @@ struct Rollouts {
   model::TokenRows group;      // [P * N] GRPO rollouts, prompt-major (empty: no GRPO)
   model::TokenRows reference;  // [P] text references (empty: no GRPO)
   int64_t generated_tokens = 0;
-  int64_t max_new_tokens = 0;  // the limit used (cord.max_new_tokens, capped by model.max_seq_len)
+  int64_t max_new_tokens = 0;  // the limit used (cord.max_new_tokens, capped by model.max_seq_len
+                               // behind the widest prompt, audio included)
 };
 
 // Decodes every rollout of `plan` for the items of `batch` under no-grad. Temperatures:
 // token rollouts cord.token_temperature, group rollouts cord.group_temperature, references
-// cord.reference_temperature. Collective over the model's tp group.
-Rollouts generate_rollouts(model::Lalm& model, const data::Batch& batch, const MethodPlan& plan,
-                           const CordConfig& cord, at::Generator& generator, model::Precision precision);
+// cord.reference_temperature. `model` (the student) writes the audio rollouts, `teacher`
+// the text ones (the references, and the token rollouts of sft and fkl); pass the model
+// twice when the current weights teach. Collective over the model's tp group.
+Rollouts generate_rollouts(model::Lalm& model, model::Lalm& teacher, const data::Batch& batch,
+                           const MethodPlan& plan, const CordConfig& cord, at::Generator& generator,
+                           model::Precision precision);
 
 // Logits at the positions that predict each sequence's response tokens, gathered into a
 // dense block: logits [R, W, V/P] of a right-padded batch -> [R, T, V/P] with
