@@ -35,27 +35,35 @@ struct DecodeRows {
   std::vector<double> temperatures;
 };
 
-// Decodes `rows` with `model` (KV-cached, one batched call) -> tokens per row. `frames`
-// may be undefined when no row is audio. Responses are limited so that they also fit
-// behind a prompt `reserve_width` positions wide (a text-side rollout the student later
-// reads behind its audio prompt). Sets `max_new_tokens` to the limit used.
-model::TokenRows decode(model::Lalm& model, const DecodeRows& rows, const at::Tensor& frames,
-                        const at::Tensor& frame_lengths, const CordConfig& cord, at::Generator& generator,
-                        int64_t reserve_width, int64_t& max_new_tokens) {
-  if (rows.specs.empty()) return {};
+// What one decode wrote, the width of its (left-padded) prompts and the token limit used.
+struct Decoded {
+  model::TokenRows tokens;
+  int64_t prompt_width = 0;
+  int64_t max_new_tokens = 0;
+};
+
+// Decodes `rows` with `model` (KV-cached, one batched call). `frames` may be undefined
+// when no row is audio. Responses are limited so that they also fit behind a prompt
+// `reserve_width` positions wide (a text-side rollout the student later reads behind its
+// audio prompt).
+Decoded decode(model::Lalm& model, const DecodeRows& rows, const at::Tensor& frames, const at::Tensor& frame_lengths,
+               const CordConfig& cord, at::Generator& generator, int64_t reserve_width) {
+  Decoded out;
+  if (rows.specs.empty()) return out;
   const model::SpecialTokens tokens = eval::corpus_special_tokens();
   const model::DecoderBatch inputs =
       model::assemble_sequences(model, frames, frame_lengths, rows.specs, tokens, model::Padding::kLeft);
-  const int64_t width = std::max<int64_t>(inputs.embeds.size(1), reserve_width);
-  const int64_t limit = std::min<int64_t>(cord.max_new_tokens, model->config().max_seq_len - width);
-  CORD_CHECK(limit > 0, "prompts of " + std::to_string(width) +
-                            " positions leave no room for a rollout within model.max_seq_len " +
-                            std::to_string(model->config().max_seq_len));
-  max_new_tokens = limit;
+  out.prompt_width = inputs.embeds.size(1);
+  const int64_t width = std::max<int64_t>(out.prompt_width, reserve_width);
+  out.max_new_tokens = std::min<int64_t>(cord.max_new_tokens, model->config().max_seq_len - width);
+  CORD_CHECK(out.max_new_tokens > 0, "prompts of " + std::to_string(width) +
+                                         " positions leave no room for a rollout within model.max_seq_len " +
+                                         std::to_string(model->config().max_seq_len));
   model::SamplingOptions options;
-  options.max_new_tokens = limit;
+  options.max_new_tokens = out.max_new_tokens;
   options.temperatures = rows.temperatures;
-  return model::generate(model, inputs, tokens, options, generator).tokens;
+  out.tokens = model::generate(model, inputs, tokens, options, generator).tokens;
+  return out;
 }
 
 }  // namespace
@@ -101,25 +109,25 @@ Rollouts generate_rollouts(model::Lalm& model, model::Lalm& teacher, const data:
     if (plan.grpo) add(p, eval::Input::kText, cord.reference_temperature, Kind::kReference);
   }
 
-  // The teacher's rows get the limit the student's audio prompts leave (as in one decode).
-  int64_t audio_width = 0;
-  if (!teacher_rows.specs.empty()) {
+  Decoded by_student = decode(model, student_rows, frames, frame_lengths, cord, generator, 0);
+  // The teacher's rows get the limit the audio prompts leave (as in one decode). With a
+  // separate teacher the student's rows are all audio, one or more per prompt, so their
+  // width is the audio prompts'; only sft and fkl (no student rows) assemble them for it.
+  int64_t audio_width = by_student.prompt_width;
+  if (!teacher_rows.specs.empty() && student_rows.specs.empty()) {
     std::vector<model::SequenceSpec> audio_prompts(static_cast<size_t>(prompts));
     for (int64_t p = 0; p < prompts; ++p) audio_prompts[static_cast<size_t>(p)].audio_row = p;
     audio_width = model::assemble_sequences(model, frames, frame_lengths, audio_prompts,
                                             eval::corpus_special_tokens(), model::Padding::kLeft)
                       .embeds.size(1);
   }
+  Decoded by_teacher = decode(teacher, teacher_rows, at::Tensor(), at::Tensor(), cord, generator, audio_width);
   Rollouts out;
-  model::TokenRows by_student =
-      decode(model, student_rows, frames, frame_lengths, cord, generator, 0, out.max_new_tokens);
-  int64_t teacher_limit = 0;
-  model::TokenRows by_teacher =
-      decode(teacher, teacher_rows, at::Tensor(), at::Tensor(), cord, generator, audio_width, teacher_limit);
-  out.max_new_tokens = std::max(out.max_new_tokens, teacher_limit);
+  out.max_new_tokens = std::max(by_student.max_new_tokens, by_teacher.max_new_tokens);
   size_t next_student = 0, next_teacher = 0;
   for (const Slot& slot : order) {
-    std::vector<int64_t>& tokens = slot.by_teacher ? by_teacher[next_teacher++] : by_student[next_student++];
+    std::vector<int64_t>& tokens =
+        slot.by_teacher ? by_teacher.tokens[next_teacher++] : by_student.tokens[next_student++];
     model::TokenRows& target = slot.kind == Kind::kToken   ? out.token
                                : slot.kind == Kind::kGroup ? out.group
                                                            : out.reference;
