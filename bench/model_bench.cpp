@@ -4,6 +4,8 @@
 //   mpiexec -n 1:  gemm_fp32/<threads>          the machine's fp32 matmul peak (1024^3)
 //                  train_step/<threads>         forward + backward of a text batch (64 x ~41)
 //                  decode/kv_cache, decode/recompute   200 new tokens for 32 prompts
+//                  adamw_step/<config>          one AdamW update of the decoder's parameters
+//                                               (0 = small, 1 = medium, 2 = gpu config), 1 thread
 //   mpiexec -n 2:  train_step_tp/<tp>           the same step on 2 ranks, tp = 1 (each rank
 //                                               the whole step) vs tp = 2 (split), 1 thread each
 // Under MPI (see mpi_benchmark.hpp) every rank runs the same fixed iterations, timed as
@@ -17,9 +19,11 @@
 
 #include "cord/comm/process_group.hpp"
 #include "cord/comm/world.hpp"
+#include "cord/config/load.hpp"
 #include "cord/model/batch.hpp"
 #include "cord/model/generate.hpp"
 #include "cord/model/model_stats.hpp"
+#include "cord/train/optimizer.hpp"
 #include "mpi_benchmark.hpp"
 
 namespace {
@@ -119,6 +123,29 @@ void decode(benchmark::State& state) {
   state.counters["new_tokens"] = static_cast<double>(generated);
 }
 
+// One AdamW step over the decoder's parameters, every one with a fixed random gradient:
+// memory-bound elementwise work, ~4 reads and 3 writes of float32 per parameter element.
+void adamw_step(benchmark::State& state) {
+  torch::set_num_threads(1);
+  const char* jobs[] = {nullptr, "jobs/model_medium.toml", "jobs/model_gpu.toml"};
+  const char* job = jobs[state.range(0)];
+  const ModelConfig config = job == nullptr ? small_config() : load_config(job, {}).model;
+  const comm::ProcessGroup solo = comm::ProcessGroup::world(*g_world).split(g_world->rank(), 0, "solo");
+  model::Lalm model(config, solo);
+  std::vector<model::ParamShard> decoder;
+  int64_t elements = 0;
+  for (model::ParamShard& shard : model::sharded_parameters(*model, solo)) {
+    if (shard.name.rfind("decoder.", 0) != 0) continue;
+    shard.param.mutable_grad() = torch::randn_like(shard.param);
+    elements += shard.param.numel();
+    decoder.push_back(shard);
+  }
+  train::AdamW optimizer(decoder, train::AdamWOptions{});
+  optimizer.step(1e-4);  // warm-up: first touch of m and v
+  bench::time_slowest_rank(state, solo.mpi_comm(), [&] { optimizer.step(1e-4); });
+  state.counters["parameters"] = static_cast<double>(elements);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,6 +157,8 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("train_step", train_step_threads)
         ->Arg(1)->Arg(2)->Iterations(10)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("decode/kv_cache", decode)->Arg(1)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("adamw_step", adamw_step)
+        ->Arg(0)->Arg(1)->Arg(2)->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("decode/recompute", decode)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
   } else {
     for (int round = 0; round < 3; ++round) {
