@@ -46,20 +46,47 @@ int64_t AdamW::scale_lr(const std::string& name_prefix, double scale) {
   return matched;
 }
 
+namespace {
+
+// The parameters that one fused update covers: same learning-rate scale and decay, so the
+// same scalar arguments. Lists of tensors, each list in state order.
+struct FusedGroup {
+  double lr_scale;
+  bool decay;
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+};
+
+}  // namespace
+
 void AdamW::step(double step_lr) {
   torch::NoGradGuard no_grad;
   ++step_;
-  const double bias1 = 1.0 - std::pow(options_.beta1, static_cast<double>(step_));
-  const double bias2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
+  // at::_fused_adamw_ makes one pass over p, g, m and v per parameter (one kernel launch per
+  // group of tensors on CUDA) instead of ten elementwise passes; it is the update in the
+  // header, with sqrt(v / (1 - b2^t)) computed as sqrt(v) / sqrt(1 - b2^t).
+  std::vector<FusedGroup> groups;
   for (ParamState& s : state_) {
     const at::Tensor grad = s.param.grad();
     if (!grad.defined() || !s.exp_avg.defined()) continue;  // not ours under ZeRO-1
-    const double lr = step_lr * s.lr_scale;
-    if (s.decay && options_.weight_decay != 0) s.param.mul_(1.0 - lr * options_.weight_decay);
-    s.exp_avg.mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
-    s.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
-    const at::Tensor denom = (s.exp_avg_sq / bias2).sqrt_().add_(options_.eps);
-    s.param.addcdiv_(s.exp_avg, denom, -lr / bias1);
+    auto group = std::find_if(groups.begin(), groups.end(), [&](const FusedGroup& g) {
+      return g.lr_scale == s.lr_scale && g.decay == s.decay && g.params.front().device() == s.param.device();
+    });
+    if (group == groups.end()) group = groups.insert(groups.end(), FusedGroup{s.lr_scale, s.decay, {}, {}, {}, {}});
+    group->params.push_back(s.param);
+    group->grads.push_back(grad);
+    group->exp_avgs.push_back(s.exp_avg);
+    group->exp_avg_sqs.push_back(s.exp_avg_sq);
+  }
+  for (const FusedGroup& group : groups) {
+    // t for the bias correction, read by the kernel from a float32 tensor on the parameters'
+    // device (exact for t < 2^24); every tensor of the group shares it.
+    const at::Tensor steps_taken = torch::full(
+        {}, static_cast<double>(step_), torch::TensorOptions().dtype(torch::kFloat).device(group.params.front().device()));
+    const std::vector<at::Tensor> state_steps(group.params.size(), steps_taken);
+    at::_fused_adamw_(group.params, group.grads, group.exp_avgs, group.exp_avg_sqs, /*max_exp_avg_sqs=*/{},
+                      state_steps, step_lr * group.lr_scale, options_.beta1, options_.beta2,
+                      group.decay ? options_.weight_decay : 0.0, options_.eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
   }
   if (zero1_group_) {
     for (ParamState& s : state_) {

@@ -16,6 +16,7 @@
 //   p <- p - lr * wd * p                      (decoupled decay, decayed group only)
 //   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
 //   p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+// computed by at::_fused_adamw_, one pass over p, g, m and v per parameter.
 #include <torch/torch.h>
 
 #include <cstdint>
