@@ -3,8 +3,10 @@
 #   1. build cord in Release with CUDA into build-gpu (or use a bundle from bench/gpu/bundle.sh)
 #   2. the gpu tests (CPU-vs-GPU model equivalence in fp32 and bf16, KV cache, NCCL)
 #   3. a tiny text + align + eval pipeline on the GPU (bf16 autocast), then the CORD distill stage
-#   4. the GPU benchmarks of the gpu config (bf16 GEMM peak, training step, KV-cached decoding)
-#   5. bench/gpu/summarize_gpu.py: tokens/s, MFU against the GEMM peak of the same run
+#   4. a CORD step of the gpu config (jobs/distill_gpu.toml): its time split per phase
+#   5. the GPU benchmarks of the gpu config (bf16 GEMM peak, training step and its phases,
+#      KV-cached decoding) and a profile of the training step's kernels
+#   6. bench/gpu/summarize_gpu.py: tokens/s, MFU against the GEMM peak of the same run
 # Everything (logs, JSON) goes to OUT. The script goes on after a failing step and exits
 # non-zero at the end if any step failed.
 # Usage: bench/gpu/run.sh [OUT]            (default: $OUT, else bench/gpu/out)
@@ -72,6 +74,12 @@ finish() {  # finish NOTE: the verdict, exit 1 when a step failed
   exit 0
 }
 [ "${CORD_GPU_NO_BENCH:-0}" = 1 ] && finish " (benchmarks not run)"
+# The CORD step at ~105M parameters: 2 text and 2 align steps make its starting weights.
+for stage in text align distill; do
+  step "cord_step_$stage" 240 "$bin/cord" train --config jobs/distill_gpu.toml --set "train.corpus=$corpus" \
+    --set "train.run_dir=$out/cord_step" --set "train.stage=$stage"
+done
 step bench 420 "$bench" --job jobs/model_gpu.toml --benchmark_out="$out/gpu_bench.json" --benchmark_out_format=json
+step profile 120 "$bench" --job jobs/model_gpu.toml --profile "$out"
 step summary 60 python3 bench/gpu/summarize_gpu.py "$out"
 finish ""

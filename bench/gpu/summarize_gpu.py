@@ -1,7 +1,8 @@
 """Summarises bench/gpu/run.sh's output folder into OUT/gpu_summary.json: the bf16 GEMM
 peak, training tokens/s and MFU (model FLOPs of the training step, PaLM's count, over
-that peak), decoding tokens/s with the KV cache, the gpu tests' counts, and the GPU
-pipeline's last losses. Medians over repetitions."""
+that peak), the training step's phases (forward, backward, AdamW) and its top kernels,
+decoding tokens/s with the KV cache, the CORD step's time split at the gpu config, the
+gpu tests' counts, and the GPU pipeline's last losses. Medians over repetitions."""
 import json
 import os
 import statistics
@@ -24,6 +25,23 @@ def counter(benchmarks, name, key):
         if named(b, name) and key in b:
             return b[key]
     return None
+
+
+def cord_step_split(out):
+    """The last window of the gpu-config distill stage (jobs/distill_gpu.toml): ms per step
+    and its split, rollout tokens/s."""
+    path = os.path.join(out, "cord_step", "distill", "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    records = [json.loads(line) for line in open(path)]
+    steps = [r for r in records if r["type"] == "step"]
+    if not steps:
+        return None
+    last = steps[-1]
+    keys = ("window_ms_per_step", "rollout_ms", "teacher_ms", "student_ms", "window_comm_ms", "other_ms",
+            "rollout_tokens_per_s", "rollout_length")
+    return {"device": records[0].get("device"), "precision": records[0].get("precision"),
+            "window_ending_at_step": last["step"], **{k: last.get(k) for k in keys}}
 
 
 def binary_commit(out):
@@ -60,6 +78,17 @@ def main():
         "decode_ms": decode_ms,
         "decode_new_tokens_per_s": counter(runs, "decode/kv_cache", "new_tokens") / (decode_ms / 1e3),
     }
+    if median_of(runs, "train_step_phases") is not None:
+        summary["train_step_phases_ms"] = {
+            "synchronised_step": median_of(runs, "train_step_phases"),
+            **{phase: median_of(runs, "train_step_phases", f"{phase}_ms") for phase in ("forward", "backward", "optimizer")}}
+    kernels_path = os.path.join(out, "train_step_kernels.json")
+    if os.path.exists(kernels_path):
+        k = json.load(open(kernels_path))
+        summary["train_step_profile"] = {"wall_ms_per_step": k["wall_ms_per_step"],
+                                         "device_busy_ms_per_step": k["device_busy_ms_per_step"],
+                                         "top_kernels": k["kernels"][:12]}
+    summary["cord_step"] = cord_step_split(out)
     tests_path = os.path.join(out, "gpu_tests.json")
     if os.path.exists(tests_path):
         t = json.load(open(tests_path))

@@ -47,6 +47,7 @@ struct StepStats {
 constexpr int kStatCount = 9;
 
 // Where one rank's step time goes (rank 0's is logged). The parts partition the step:
+// (on CUDA each part ends with a device synchronisation, so that GPU work counts where it is queued)
 //   rollout  batched KV-cached generation of every rollout (and the text reference)
 //   teacher  the teacher's no-grad forward over the token rollouts
 //   student  the student's forward, the losses and backward, minus time blocked in collectives
@@ -167,10 +168,12 @@ struct Distiller::State {
       at::Tensor t_logits;
       if (plan.token_loss != TokenLoss::kCrossEntropy) {
         // The teacher reads the text question and the same rollout; it never gets a gradient.
+        wait_for_device(torch_device());  // the student's forward is not the teacher's time
         const auto teacher_start = Clock::now();
         const double blocked_before = comm::blocked_seconds();  // tp collectives count as comm
         const model::TokenRows questions = eval::token_rows(part.question, part.question_mask);
         t_logits = distill::teacher_response_logits(teacher(), questions, token_responses, s_logits.size(1));
+        wait_for_device(torch_device());
         teacher_seconds += seconds_since(teacher_start) - (comm::blocked_seconds() - blocked_before);
       }
       const distill::TokenTerms terms =
@@ -368,6 +371,7 @@ StageSummary Distiller::run() {
         data::mix64(static_cast<uint64_t>(tc.seed) ^ 0x726f6c6cULL) + static_cast<uint64_t>(step) * 1024 +
         static_cast<uint64_t>(groups.dp.rank())));
     const distill::Rollouts rollouts = distill::generate_rollouts(s.model, s.teacher(), batch, s.plan, cc, generator, s.precision);
+    wait_for_device(s.torch_device());  // every phase's clock covers its GPU work (no-op on the CPU)
     StepTimes times;  // (the tp collectives of generation count as comm)
     times.rollout = seconds_since(step_start) - (comm::blocked_seconds() - blocked_at_start);
 
@@ -421,6 +425,7 @@ StageSummary Distiller::run() {
         loss.backward();
       }
       s.synchronizer->finish();
+      wait_for_device(s.torch_device());
       times.student += seconds_since(passes_start) - (comm::blocked_seconds() - blocked_before_passes) -
                        (times.teacher - teacher_before_passes);
       if (log_probs.defined()) old_log_probs = log_probs;
@@ -443,6 +448,7 @@ StageSummary Distiller::run() {
     }
     summary.steps = step + 1;
 
+    wait_for_device(s.torch_device());
     const double step_seconds = seconds_since(step_start);
     times.step = step_seconds;
     times.comm = comm::blocked_seconds() - blocked_at_start;

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include <torch/cuda.h>
+
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/config/load.hpp"
 #include "cord/core/build_info.hpp"
@@ -18,6 +20,10 @@
 namespace cord::train {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+void wait_for_device(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
 
 std::string host_name() {
   char name[256] = {};

@@ -22,6 +22,10 @@ struct StageSummary;  // trainer.hpp
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start);
+// Blocks until `device` has finished the work queued on it (CUDA; nothing on the CPU), so
+// that a host clock read next covers that work: CUDA kernels run asynchronously, and a
+// phase's time would otherwise land in whichever later phase first waits for the GPU.
+void wait_for_device(const at::Device& device);
 std::string host_name();
 std::string format_duration(double seconds);  // "12m05s", "1h03m"
 
