@@ -1026,8 +1026,8 @@ def case_eval_layouts_np2():
 
 
 def case_gpu_pipeline():
-    """Both training stages, eval and the CORD distill stage on the GPU (bf16 autocast); exit 77
-    (skipped) without one."""
+    """Both training stages, eval and the CORD distill stage on the GPU (bf16 autocast), then
+    checkpoint-restart of the text and align stages there; exit 77 (skipped) without one."""
     proc = cord("info", "--json")
     expect(proc.returncode == 0, "info --json", proc)
     rank = json.loads(proc.stdout)["ranks"][0]
@@ -1061,6 +1061,32 @@ def case_gpu_pipeline():
     steps = [r for r in records if r["type"] == "step"]
     expect(len(steps) == 4 and all(math.isfinite(r["loss"]) and r["divergence"] > 0 for r in steps),
            f"distill: finite losses and divergences on the GPU: {steps}")
+
+    # Checkpoint-restart on the GPU (CUDA generator state included): bit-exact resume is not
+    # required there (atomics in cuBLAS/cuDNN backward), but the losses after resuming from
+    # step 3 must continue the uninterrupted run's within 1e-3.
+    for stage in ("text", "align"):
+        reference, resumed = (os.path.join(run_dir, f"resume-{stage}-{x}") for x in ("a", "b"))
+        stage_flags = [*sets, "--set", f"train.stage={stage}", "--set", f"train.{stage}.steps=6",
+                       "--set", "train.log_every=1", "--set", "train.val_items=0", "--set", "ckpt.every_steps=1",
+                       "--set", "ckpt.keep_last=10"]
+        if stage == "align":
+            stage_flags += ["--set", f"train.init={os.path.join(run_dir, 'text', 'model.h5')}"]
+        proc = cord("train", *stage_flags, "--set", f"train.run_dir={reference}")
+        expect(proc.returncode == 0, f"{stage}: uninterrupted run with checkpoints on the GPU", proc)
+        expected = {r["step"]: r["step_loss"] for r in metrics(os.path.join(reference, stage, "metrics.jsonl"))
+                    if r["type"] == "step"}
+        subprocess.run(["cp", "-r", reference, resumed], check=True)
+        set_marker(resumed, stage, 3)
+        proc = cord("train", *stage_flags, "--set", f"train.run_dir={resumed}", "--resume", "auto")
+        expect(proc.returncode == 0 and "step-00000003.h5 (step 3" in proc.stderr, f"{stage}: resumed on the GPU", proc)
+        records = metrics(os.path.join(resumed, stage, "metrics.jsonl"))
+        second_header = max(i for i, r in enumerate(records) if r["type"] == "header")
+        after = {r["step"]: r["step_loss"] for r in records[second_header:] if r["type"] == "step"}
+        expect(sorted(after) == [4, 5, 6], f"{stage}: the resumed attempt logs steps 4..6: {sorted(after)}")
+        for step, loss in after.items():
+            expect(abs(loss - expected[step]) <= 1e-3,
+                   f"{stage}: step {step} loss {loss!r} after resume on the GPU, {expected[step]!r} uninterrupted")
 
 
 def main():
