@@ -4,6 +4,10 @@
 #
 # table1_setup CONFIG BASE RUN   sets TABLE1_CONFIG, TABLE1_BASE, TABLE1_RUN, TABLE1_NAME and
 #                                checks the base's corpus and align weights
+# Environment: CORD_TABLE1_SETS  extra `KEY=VALUE` overrides (space-separated) for every
+#                                method's distill stage, e.g. "train.seed=2"; the results are
+#                                then named NAME-KEY_VALUE... (dots, '=' and spaces as '_') and
+#                                their command records the overrides
 # table1_base_eval_args          CORD_ARGS = the base model's eval (with CONFIG's [eval])
 # table1_train_args METHOD       CORD_ARGS = METHOD's distill stage from the base (--resume
 #                                ${CORD_RESUME:-none})
@@ -15,6 +19,9 @@ table1_setup() {
   TABLE1_CONFIG=$1
   TABLE1_BASE=$2
   TABLE1_NAME=$(basename "$TABLE1_CONFIG" .toml)
+  if [ -n "${CORD_TABLE1_SETS:-}" ]; then
+    TABLE1_NAME=$TABLE1_NAME-$(echo "$CORD_TABLE1_SETS" | tr ' .=' '___')
+  fi
   TABLE1_RUN=${3:-runs/$TABLE1_NAME}
   local f
   for f in "$TABLE1_BASE/corpus.h5" "$TABLE1_BASE/align/model.h5"; do
@@ -32,6 +39,10 @@ table1_train_args() {
   CORD_ARGS=(train --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5" --set train.stage=distill
              --set "cord.method=$1" --set "train.init=$TABLE1_BASE/align/model.h5"
              --set "train.run_dir=$TABLE1_RUN/$1" --resume "${CORD_RESUME:-none}")
+  local extra
+  for extra in ${CORD_TABLE1_SETS:-}; do
+    CORD_ARGS+=(--set "$extra")
+  done
 }
 
 table1_eval_args() {
@@ -44,7 +55,7 @@ table1_record_wall() {
 }
 
 table1_summarize() {
-  local start=$1 end=$2 command=$3
+  local start=$1 end=$2 command=${CORD_TABLE1_SETS:+CORD_TABLE1_SETS=\"$CORD_TABLE1_SETS\" }$3
   shift 3
   local results=${CORD_RESULTS_DIR:-bench/results}
   mkdir -p "$results"
