@@ -17,7 +17,6 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <map>
 #include <string>
@@ -36,11 +35,14 @@
 #include "cord/model/model_stats.hpp"
 #include "cord/model/precision.hpp"
 #include "cord/train/optimizer.hpp"
+#include "cord/train/stage_support.hpp"
 
 namespace {
 
 using namespace cord;
-using Clock = std::chrono::steady_clock;
+using train::Clock;
+using train::seconds_since;
+using train::wait_for_device;
 using model::TokenRows;
 
 const comm::World* g_world = nullptr;  // NOLINT: the benchmark process's World
@@ -68,7 +70,7 @@ void timed(benchmark::State& state, Body&& body) {
     const auto start = Clock::now();
     body();
     torch::cuda::synchronize();
-    state.SetIterationTime(std::chrono::duration<double>(Clock::now() - start).count());
+    state.SetIterationTime(seconds_since(start));
   }
 }
 
@@ -80,11 +82,6 @@ void gemm_bf16(benchmark::State& state) {
   for (int i = 0; i < 3; ++i) at::mm_out(c, a, b);
   timed(state, [&] { at::mm_out(c, a, b); });
   state.counters["flops_per_iteration"] = 2.0 * n * n * n;
-}
-
-// Blocks until the device has run everything queued (nothing on the CPU).
-void wait_for(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize();
 }
 
 // The gpu config's decoder with AdamW over its parameters and a fixed text batch, on `device`.
@@ -140,21 +137,20 @@ void train_step_phases(benchmark::State& state) {
   TrainStep step(torch::Device(torch::kCUDA, 0));
   step.warm_up();
   double forward = 0, backward = 0, update = 0;
-  const auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   for (auto _ : state) {
     torch::cuda::synchronize();
     const auto start = Clock::now();
     const at::Tensor loss = step.forward();
     torch::cuda::synchronize();
-    const auto forward_end = Clock::now();
+    forward += seconds_since(start);
+    const auto backward_start = Clock::now();
     loss.backward();
     torch::cuda::synchronize();
-    const auto backward_end = Clock::now();
+    backward += seconds_since(backward_start);
+    const auto update_start = Clock::now();
     step.optimizer->step(1e-4);
     torch::cuda::synchronize();
-    forward += std::chrono::duration<double>(forward_end - start).count();
-    backward += std::chrono::duration<double>(backward_end - forward_end).count();
-    update += seconds_since(backward_end);
+    update += seconds_since(update_start);
     state.SetIterationTime(seconds_since(start));
   }
   const auto per_step_ms = [&](double seconds) {
@@ -177,12 +173,12 @@ int profile_train_step(const std::string& dir, const torch::Device& device) {
   const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
   kineto::prepareProfiler(config, activities);
   kineto::enableProfiler(config, activities);
-  wait_for(device);
+  wait_for_device(device);
   const auto start = Clock::now();
   constexpr int kSteps = 3;
   for (int i = 0; i < kSteps; ++i) step.run();
-  wait_for(device);
-  const double wall_ns = 1e9 * std::chrono::duration<double>(Clock::now() - start).count();
+  wait_for_device(device);
+  const double wall_ns = 1e9 * seconds_since(start);
   const std::unique_ptr<kineto::ProfilerResult> result = kineto::disableProfiler();
   result->save(dir + "/train_step_trace.json");
 
