@@ -668,6 +668,91 @@ def case_distill_bad_input():
     expect(proc.returncode == 2 and "cord.judge='llm'" in proc.stderr, "unknown judge", proc)
 
 
+# --- one training loop for every stage: the same numbers as the loops it replaced ----------
+# tests/cli/stage_loop_golden.json holds every step's loss and gradient norm of a short text,
+# align and distill run (each method) on the tiny pipeline's corpus, recorded with the two
+# separate loops (trainer.cpp, distiller.cpp) that StageLoop replaced. Recorded with
+# `test_cli.py ... --record stage_loop_golden`; the file names the machine it was recorded on.
+
+GOLDEN_TEXT_STEPS, GOLDEN_ALIGN_STEPS, GOLDEN_DISTILL_STEPS = 12, 12, 3
+
+
+def golden_path():
+    return os.path.join(ARGS.source_dir, "tests", "cli", "stage_loop_golden.json")
+
+
+def cpu_signature():
+    """The CPU model and vector extensions: float kernels (and so the last bits of a loss)
+    may differ between CPUs with other extensions."""
+    model, flags = "unknown", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown":
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = sorted(x for x in line.split(":", 1)[1].split() if x.startswith(("avx", "fma", "amx")))
+    except OSError:
+        pass
+    return {"cpu": model, "vector_flags": flags}
+
+
+def golden_trace(run_dir, stage):
+    """[(step, loss of that step, grad norm)] of every step record (train.log_every = 1)."""
+    records = metrics(os.path.join(run_dir, stage, "metrics.jsonl"))
+    trace = []
+    for r in records:
+        if r["type"] == "step":
+            trace.append([r["step"], r.get("step_loss", r["loss"]), r["grad_norm"]])
+    return trace
+
+
+def golden_runs():
+    """Runs every stage of the golden set on 2 ranks (dp = 2); returns {run name: trace}."""
+    base = os.path.join(ARGS.work_dir, "golden")
+    subprocess.run(["rm", "-rf", base], check=True)
+    traces = {}
+    text_dir, align_dir = base + "-text", base + "-align"
+    proc = cord("train", *stage_sets(text_dir, "text", GOLDEN_TEXT_STEPS), ranks=2)
+    expect(proc.returncode == 0, "golden: text stage", proc)
+    traces["text"] = golden_trace(text_dir, "text")
+    proc = cord("train", *stage_sets(align_dir, "align", GOLDEN_ALIGN_STEPS),
+                "--set", f"train.init={text_dir}/text/model.h5", ranks=2)
+    expect(proc.returncode == 0, "golden: align stage", proc)
+    traces["align"] = golden_trace(align_dir, "align")
+    for method in DISTILL_METHODS:
+        run_dir = f"{base}-distill-{method}"
+        proc = cord("train", *stage_sets(run_dir, "distill", GOLDEN_DISTILL_STEPS),
+                    "--set", f"train.init={align_dir}/align/model.h5", "--set", f"cord.method={method}", ranks=2)
+        expect(proc.returncode == 0, f"golden: distill {method}", proc)
+        traces["distill-" + method] = golden_trace(run_dir, "distill")
+    return traces
+
+
+def case_stage_loop_golden():
+    """Every stage's per-step loss and gradient norm equal the recorded ones bit for bit (on
+    a CPU like the recording one; elsewhere within 1e-4 relative, and the test says so)."""
+    traces = golden_runs()
+    if ARGS.record:
+        with open(golden_path(), "w") as f:
+            json.dump({"machine": cpu_signature(), "runs": traces}, f, indent=1)
+            f.write("\n")
+        print(f"recorded {golden_path()}")
+        return
+    golden = json.load(open(golden_path()))
+    exact = golden["machine"] == cpu_signature()
+    if not exact:
+        print(f"note: recorded on {golden['machine']}, running on {cpu_signature()}: comparing within 1e-4")
+    expect(sorted(traces) == sorted(golden["runs"]), f"runs {sorted(traces)} vs {sorted(golden['runs'])}")
+    for name, expected in golden["runs"].items():
+        got = traces[name]
+        expect([r[0] for r in got] == [r[0] for r in expected], f"{name}: steps {got} vs {expected}")
+        for (step, loss, grad), (_, want_loss, want_grad) in zip(got, expected):
+            for what, value, want in (("loss", loss, want_loss), ("grad norm", grad, want_grad)):
+                same = value == want if exact else math.isclose(value, want, rel_tol=1e-4, abs_tol=1e-7)
+                expect(same, f"{name} step {step}: {what} {value!r}, recorded {want!r}")
+
+
 # --- checkpoint-restart: resume, faults, signals, resharding, damaged files, full disk -------
 
 def stage_sets(run_dir, stage, steps):
@@ -1097,6 +1182,7 @@ def main():
     parser.add_argument("--mpiexec", required=True)
     parser.add_argument("--source-dir", required=True)
     parser.add_argument("--work-dir", help="train/eval cases: shared run folder (ctest fixture)")
+    parser.add_argument("--record", action="store_true", help="stage_loop_golden: write the golden file")
     parser.add_argument("case")
     ARGS = parser.parse_args()
     test = globals().get("case_" + ARGS.case)
