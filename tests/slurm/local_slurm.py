@@ -1,6 +1,6 @@
 """A real one-node Slurm cluster on this machine, for tests: munged, slurmctld and slurmd
 started from a generated slurm.conf in a temporary folder, and torn down by PID whatever
-happens (recipe: ../shared/DESIGN.md section 5).
+happens (recipe: docs/slurm.md, "The local test cluster").
 
     with LocalSlurm(work_dir) as cluster:
         job = cluster.sbatch(["slurm/cord_node.sbatch"], env={...})
