@@ -75,6 +75,7 @@ Setup make_setup(const std::string& name) {
 void save(benchmark::State& state, const std::string& name) {
   Setup s = make_setup(name);
   int64_t bytes = 0, step = 0;
+  ckpt::BackgroundRemover removals;
   double write = 0, commit = 0, cleanup = 0;  // summed phase seconds (rank 0's clock)
   bench::time_slowest_rank(
       state, s.groups.world.mpi_comm(),
@@ -83,13 +84,13 @@ void save(benchmark::State& state, const std::string& name) {
         // As cord saves: the replaced checkpoint is deleted in the background, while
         // training goes on (here: between iterations, untimed).
         const ckpt::SavedCheckpoint saved =
-            ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0, /*in_background=*/true});
+            ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0, &removals});
         bytes = saved.bytes;
         write += saved.write_seconds;
         commit += saved.commit_seconds;
         cleanup += saved.cleanup_seconds;
       },
-      [] { ckpt::wait_for_background_removals(); });
+      [&] { removals.wait(); });
   state.SetBytesProcessed(bytes * static_cast<int64_t>(state.iterations()));
   state.counters["file_bytes"] = static_cast<double>(bytes);
   // Mean phase times per save, in ms.

@@ -8,6 +8,7 @@
 #include "cord/app/commands.hpp"
 #include "cord/app/runtime.hpp"
 #include "cord/ckpt/checkpoint.hpp"
+#include "cord/comm/agree.hpp"
 #include "cord/comm/collectives.hpp"
 
 namespace po = boost::program_options;
@@ -30,23 +31,26 @@ json to_json(const ckpt::CheckpointInfo& info) {
   for (const ckpt::TensorInfo& t : info.tensors) {
     tensors.push_back({{"key", t.key}, {"shape", t.shape}, {"checksum", t.checksum}, {"verified", t.verified}});
   }
-  return {{"path", info.path},         {"stage", info.stage},
-          {"step", info.step},         {"optimizer_steps", info.optimizer_steps},
-          {"layout", {{"world", info.world}, {"dp", info.dp}, {"tp", info.tp}, {"zero1", info.zero1}}},
-          {"device", info.device},     {"commit", info.commit},
-          {"created", info.created},   {"host", info.host},
-          {"run_id", info.run_id},     {"bytes", info.bytes},
+  const ckpt::CheckpointHeader& h = info.header;
+  const ckpt::Progress& p = h.progress;
+  return {{"path", info.path},         {"stage", p.stage},
+          {"step", p.step},            {"optimizer_steps", p.optimizer_steps},
+          {"layout", {{"world", h.world}, {"dp", h.dp}, {"tp", h.tp}, {"zero1", h.zero1 != 0}}},
+          {"device", h.device},        {"commit", info.commit},
+          {"created", h.created},      {"host", h.host},
+          {"run_id", p.run_id},        {"bytes", info.bytes},
           {"verified", info.verified}, {"problem", info.problem},
           {"tensors", tensors}};
 }
 
 void print_table(const ckpt::CheckpointInfo& info) {
+  const ckpt::CheckpointHeader& h = info.header;
+  const ckpt::Progress& p = h.progress;
   std::cout << "checkpoint " << info.path << " (" << info.bytes << " bytes)\n"
-            << "  stage " << info.stage << ", step " << info.step << ", " << info.optimizer_steps
-            << " optimizer steps\n"
-            << "  written by world " << info.world << " = dp " << info.dp << " x tp " << info.tp
-            << (info.zero1 ? " (ZeRO-1)" : "") << " on " << info.host << " (" << info.device << "), " << info.created
-            << ", commit " << info.commit << ", run " << info.run_id << "\n";
+            << "  stage " << p.stage << ", step " << p.step << ", " << p.optimizer_steps << " optimizer steps\n"
+            << "  written by world " << h.world << " = dp " << h.dp << " x tp " << h.tp
+            << (h.zero1 != 0 ? " (ZeRO-1)" : "") << " on " << h.host << " (" << h.device << "), " << h.created
+            << ", commit " << info.commit << ", run " << p.run_id << "\n";
   for (const ckpt::TensorInfo& t : info.tensors) {
     std::string shape;
     for (size_t i = 0; i < t.shape.size(); ++i) shape += (i == 0 ? "" : " x ") + std::to_string(t.shape[i]);
@@ -67,15 +71,15 @@ int run(const Session& session, const po::variables_map& options) {
     return 0;
   });
   // Rank 0 reads the file; every rank returns its verdict.
-  std::string verdict;
+  std::string problem;
   if (session.world.rank() == 0) {
     const ckpt::CheckpointInfo info = ckpt::inspect_checkpoint(path, true);
     if (options["json"].as<bool>()) std::cout << to_json(info).dump(2) << std::endl;
-    else if (info.stage.empty()) std::cout << "checkpoint " << path << ": NOT VALID: " << info.problem << std::endl;
+    else if (info.header.progress.stage.empty()) std::cout << "checkpoint " << path << ": NOT VALID: " << info.problem << std::endl;
     else print_table(info);
-    verdict = info.verified ? "ok" : "bad";
+    if (!info.verified) problem = info.problem.empty() ? "not verified" : info.problem;
   }
-  return comm::broadcast_string(session.groups.world, verdict, 0) == "ok" ? 0 : 1;
+  return comm::agree(session.groups.world, problem).ok() ? 0 : 1;
 }
 
 }  // namespace

@@ -77,7 +77,7 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   s.ckpt = option_or(options, "ckpt", config.train.run_dir + "/align/model.h5");
   s.data = option_or(options, "data", config.train.corpus);
   s.out = option_or(options, "out", config.train.run_dir + "/eval");
-  s.split = data::parse_split(option_or(options, "split", config.eval.split), "--split");
+  s.split = data::parse_split(option_or(options, "split", name_of(config.eval.split)), "--split");
   if (access(s.data.c_str(), R_OK) != 0) throw UsageError("cord eval: corpus " + s.data + " does not exist");
   if (options.count("baseline") != 0) {
     s.baseline_path = options["baseline"].as<std::string>();
@@ -129,9 +129,7 @@ int run(const Session& session, const po::variables_map& options) {
     report["split"] = data::split_name(s.split);
     report["commit"] = build_info().commit;
     report["command"] = session.command_line;
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    report["host"] = host;
+    report["host"] = session.world.host();
     report["seconds"] = outcome.seconds;
     report["decoded_tokens_per_s"] = tokens_per_s;
     std::string table = eval::scores_markdown(outcome.scores);

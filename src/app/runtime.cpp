@@ -6,6 +6,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "cord/comm/agree.hpp"
 #include "cord/comm/mpi_check.hpp"
 #include "cord/core/log.hpp"
 
@@ -34,8 +35,8 @@ DeviceChoice choose_device(const comm::World& world, const Config& config) {
   DeviceChoice choice;
   choice.cuda = probe_cuda();
   choice.threads = config.runtime.threads > 0 ? config.runtime.threads : default_threads(world);
-  const std::string& wanted = config.runtime.device;
-  const bool use_cuda = wanted == "cuda" || (wanted == "auto" && choice.cuda.usable());
+  const DeviceOption wanted = config.runtime.device;
+  const bool use_cuda = wanted == DeviceOption::kCuda || (wanted == DeviceOption::kAuto && choice.cuda.usable());
   if (!use_cuda) {
     choice.device = "cpu";
     return choice;
@@ -58,19 +59,18 @@ DeviceChoice choose_device(const comm::World& world, const Config& config) {
 
 namespace detail {
 std::pair<int, int> agree_on_failure(const comm::World& world, const std::string& error, int exit_code) {
-  const int failed_here = exit_code != 0 ? 1 : 0;
-  int failed_ranks = 0;
-  int highest_code = 0;
-  CORD_MPI_CHECK(MPI_Allreduce(&failed_here, &failed_ranks, 1, MPI_INT, MPI_SUM, world.comm()));
-  CORD_MPI_CHECK(MPI_Allreduce(&exit_code, &highest_code, 1, MPI_INT, MPI_MAX, world.comm()));
-  if (failed_here != 0) {
+  const bool failed_here = exit_code != 0;
+  const comm::Agreement agreed =
+      comm::agree(world.comm(), failed_here ? (error.empty() ? "unknown error" : error) : "", exit_code);
+  const int failed_ranks = agreed.failed_ranks;
+  if (failed_here) {
     if (failed_ranks < world.size()) {
       log_line(LogLevel::kError, "cord: error (" + process_identity() + "): " + error);
     } else if (world.rank() == 0) {
       log_line(LogLevel::kError, "cord: error: " + error);
     }
   }
-  return {failed_ranks, highest_code};
+  return {failed_ranks, agreed.highest_code};
 }
 }  // namespace detail
 

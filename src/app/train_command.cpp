@@ -1,10 +1,10 @@
-// `cord train`: one stage (train.stage): text or align of the base LALM (train/trainer.hpp),
-// or distill, CORD and its baselines (train/distiller.hpp). Set-up errors (corpus, weights, vocabulary, architecture) are agreed
+// `cord train`: one stage (train.stage) through the stage loop (train/stage_loop.hpp): text or
+// align of the base LALM (train/text_stage.hpp), or distill, CORD and its baselines
+// (train/distill_stage.hpp). Set-up errors (corpus, weights, vocabulary, architecture) are agreed
 // across ranks; the step loop's errors end the job as runtime.hpp describes.
 #include "cord/app/commands.hpp"
 #include "cord/app/runtime.hpp"
-#include "cord/train/distiller.hpp"
-#include "cord/train/trainer.hpp"
+#include "cord/train/stage_loop.hpp"
 
 namespace po = boost::program_options;
 
@@ -34,16 +34,10 @@ int run(const Session& session, const po::variables_map& options) {
     validate(config);
     return 0;
   });
-  if (config.train.stage == "distill") {
-    std::unique_ptr<train::Distiller> distiller = run_agreed(session.world, [&] {
-      return std::make_unique<train::Distiller>(config, session.groups, session.device, session.command_line);
-    });
-    return exit_code(distiller->run());
-  }
-  std::unique_ptr<train::Trainer> trainer = run_agreed(session.world, [&] {
-    return std::make_unique<train::Trainer>(config, session.groups, session.device, session.command_line);
+  std::unique_ptr<train::StageRun> stage = run_agreed(session.world, [&] {
+    return std::make_unique<train::StageRun>(config, session.groups, session.device, session.command_line);
   });
-  return exit_code(trainer->run());
+  return exit_code(stage->train());
 }
 
 }  // namespace

@@ -21,23 +21,21 @@
 #include <mutex>
 #include <numeric>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
+#include "cord/comm/agree.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/core/build_info.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/h5/h5.hpp"
+#include "checkpoint_internal.hpp"
 #include "checksum.hpp"
 #include "file_attributes.hpp"
 
 namespace cord::ckpt {
-namespace {
-
-constexpr const char* kFormat = "cord-checkpoint";
-constexpr int64_t kVersion = 2;  // 2: 32-bit checksum terms (checksum.hpp)
-constexpr const char* kMarker = "latest";
-
-using Clock = std::chrono::steady_clock;
+namespace detail {
 
 std::string hex64(uint64_t value) {
   char text[17];
@@ -54,12 +52,6 @@ std::string utc_now() {
   return text;
 }
 
-std::string this_host() {
-  char name[256] = {0};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
-
 int64_t file_size(const std::string& path) {
   struct stat info {};
   return stat(path.c_str(), &info) == 0 ? static_cast<int64_t>(info.st_size) : -1;
@@ -67,16 +59,11 @@ int64_t file_size(const std::string& path) {
 
 bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
-// Every rank learns whether any rank failed; all of them then throw the lowest failing
-// rank's message (broadcast), so the job ends with the real cause whichever rank logs first.
 void agree_or_throw(const std::string& failure, const comm::ProcessGroup& world, const std::string& what) {
-  // The lowest failing rank, as a max over (size - rank).
-  at::Tensor first = torch::tensor({failure.empty() ? int64_t{0} : int64_t{world.size() - world.rank()}}, torch::kInt64);
-  comm::all_reduce(world, first, comm::ReduceOp::kMax);
-  if (first.item<int64_t>() == 0) return;
-  const int64_t root = world.size() - first.item<int64_t>();
-  const std::string message = comm::broadcast_string(world, failure, static_cast<int>(root));
-  throw Error(what + ": " + message + (world.size() > 1 ? " (rank " + std::to_string(root) + ")" : ""));
+  const comm::Agreement agreed = comm::agree(world, failure);
+  if (agreed.ok()) return;
+  throw Error(what + ": " + agreed.message +
+              (world.size() > 1 ? " (rank " + std::to_string(agreed.first_failed) + ")" : ""));
 }
 
 // Checkpoint files in `directory` as (step, file name), ascending by step.
@@ -112,7 +99,7 @@ std::vector<std::string> list_partials(const std::string& directory) {
 }
 
 // The step the commit marker names, or -1 without a (readable) marker; `named` gets its text.
-int64_t marker_step(const std::string& directory, std::string* named = nullptr) {
+int64_t marker_step(const std::string& directory, std::string* named) {
   std::ifstream in(directory + "/" + kMarker);
   std::string name;
   if (!in || !(in >> name)) return -1;
@@ -192,16 +179,11 @@ std::vector<std::string> retention_victims(const std::string& directory, int64_t
   return victims;
 }
 
-std::string join_keys(const std::vector<std::string>& keys) { return detail::join_lines(keys); }
+std::string join_keys(const std::vector<std::string>& keys) { return join_lines(keys); }
 
-// The deletes of the last save with Retention::in_background. A function-local static: at
-// exit its destructor waits for them (std::async's shared state blocks until done).
-std::future<void>& pending_removals() {
-  static std::future<void> pending;
-  return pending;
-}
+}  // namespace detail
 
-}  // namespace
+using namespace detail;
 
 std::string checkpoint_file_name(int64_t step) {
   char name[32];
@@ -242,228 +224,102 @@ uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& glo
   return sum;
 }
 
-void wait_for_background_removals() {
-  std::future<void>& pending = pending_removals();
-  if (pending.valid()) pending.get();
+void BackgroundRemover::wait() {
+  if (pending_.valid()) pending_.get();
 }
 
-SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
-                                const comm::ProcessGroups& groups, const Retention& retention,
-                                const std::vector<std::string>& superseded) {
-  const auto start = Clock::now();
-  wait_for_background_removals();  // the folder listing below must not race the last deletes
-  const comm::ProcessGroup& world = groups.world;
-  const bool rank0 = world.rank() == 0;
-  const Progress& progress = request.progress;
-  const bool cuda = request.device.rfind("cuda", 0) == 0;
-  SavedCheckpoint saved;
-  saved.path = request.directory + "/" + checkpoint_file_name(progress.step);
-  const std::string temporary = temporary_name(saved.path, static_cast<long>(progress.step));
-  const std::string what = "cannot save checkpoint " + saved.path;
-
-  // 1. The folder and its free space (rank 0), agreed before any collective file call.
-  std::string failure;
-  if (rank0) {
-    try {
-      make_directories(request.directory);
-      for (const std::string& stale : list_partials(request.directory)) std::remove((request.directory + "/" + stale).c_str());
-      int64_t needed = 1 << 20;
-      for (const ShardedTensor& t : tensors) needed += 4 * numel_of(t.global_shape);
-      struct statvfs fs {};
-      if (statvfs(request.directory.c_str(), &fs) != 0) throw Error("cannot read the free space of " + request.directory);
-      const auto available = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
-      if (available < needed) {
-        throw Error("not enough space in " + request.directory + ": the checkpoint needs about " +
-                    std::to_string(needed >> 20) + " MiB, " + std::to_string(available >> 20) + " MiB are free");
-      }
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  }
-  agree_or_throw(failure, world, what);
-
-  // 2. Checksums: each writer sums its blocks; the sums of a tensor's blocks add up to the
-  //    tensor's checksum. Summed as 32-bit halves in int64 so that nothing overflows.
-  //    The tensors' sums are computed by a helper thread while this one writes the file;
-  //    their attributes are set after the data.
-  std::vector<at::Tensor> blocks(tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (!tensors[i].writes) continue;
-    CORD_CHECK(tensors[i].local.defined(), "checkpoint tensor " + tensors[i].key + ": a writer without data");
-    blocks[i] = cpu_float(tensors[i].local);
-  }
-  std::future<std::vector<uint64_t>> block_sums = std::async(std::launch::async, [&] {
-    std::vector<uint64_t> sums(tensors.size(), 0);
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const ShardedTensor& t = tensors[i];
-      if (t.writes) sums[i] = block_checksum(blocks[i], t.global_shape, t.split_dim, t.offset);
-    }
-    return sums;
+void BackgroundRemover::start(const std::string& directory, std::vector<std::string> names) {
+  wait();
+  pending_ = std::async(std::launch::async, [directory, names = std::move(names)] {
+    for (const std::string& name : names) std::remove((directory + "/" + name).c_str());
   });
-  const int64_t dp = groups.dims.dp();
-  const at::Tensor cpu_state = generator_state(false);
-  const at::Tensor cuda_state = cuda ? generator_state(true) : at::Tensor();
-  const at::Tensor loader_row = torch::tensor({progress.loader_epoch, progress.loader_next_batch, progress.loader_seed},
-                                              torch::kInt64);
-  const bool loader_writer = groups.tp.rank() == 0;
-  // Rows of /loader and /rng/*: their checksums are sums over the writers' rows too.
-  auto row_checksum = [](const at::Tensor& row, int64_t index, int64_t rows) {
-    return block_checksum(row.unsqueeze(0).contiguous(), {rows, row.numel()}, 0, index);
-  };
-  at::Tensor extra_halves = torch::zeros({3, 2}, torch::kInt64);
-  auto add_halves = [&](int64_t slot, uint64_t sum) {
-    extra_halves[slot][0] = static_cast<int64_t>(sum & 0xFFFFFFFFULL);
-    extra_halves[slot][1] = static_cast<int64_t>(sum >> 32);
-  };
-  if (loader_writer) add_halves(0, row_checksum(loader_row, groups.dp.rank(), dp));
-  add_halves(1, row_checksum(cpu_state, world.rank(), world.size()));
-  if (cuda) add_halves(2, row_checksum(cuda_state, world.rank(), world.size()));
-  comm::all_reduce(world, extra_halves, comm::ReduceOp::kSum);
-  auto combine = [](const at::Tensor& pair) {
-    return hex64(static_cast<uint64_t>(pair[0].item<int64_t>()) + (static_cast<uint64_t>(pair[1].item<int64_t>()) << 32));
-  };
-
-  // 3. The file, collectively: metadata from every rank (same values), each block from its writer.
-  std::vector<std::string> keys;
-  for (const ShardedTensor& t : tensors) keys.push_back(t.key);
-  keys.insert(keys.end(), {"loader", "rng/cpu"});
-  if (cuda) keys.push_back("rng/cuda");
-  const auto write_start = Clock::now();
-  try {
-    // One rank writes through the POSIX driver: MPI-IO brings nothing to a single writer,
-    // and its close syncs the file, which step 4 does anyway.
-    h5::File file = h5::File::create(temporary, world.size() > 1 ? world.mpi_comm() : MPI_COMM_NULL);
-    // The disk starts on the file while later tensors are still being written, so step 4's
-    // fsync waits only for the tail (1.5x faster saves of the large config on one rank,
-    // bench/results/ckpt_io.md). Rank 0's node only: on other nodes MPI-IO's close syncs.
-    const auto writeback = rank0 ? std::make_unique<BackgroundWriteback>(temporary) : nullptr;
-    file.set_attribute("/", "format", std::string(kFormat));
-    file.set_attribute("/", "version", kVersion);
-    file.set_attribute("/", "stage", progress.stage);
-    file.set_attribute("/", "step", progress.step);
-    file.set_attribute("/", "optimizer_steps", progress.optimizer_steps);
-    file.set_attribute("/", "skipped", progress.skipped);
-    file.set_attribute("/", "skipped_in_a_row", progress.skipped_in_a_row);
-    file.set_attribute("/", "last_loss", progress.last_loss);
-    file.set_attribute("/", "train_seconds", progress.train_seconds);
-    file.set_attribute("/", "run_id", progress.run_id);
-    file.set_attribute("/", "layout_world", static_cast<int64_t>(world.size()));
-    file.set_attribute("/", "layout_dp", dp);
-    file.set_attribute("/", "layout_tp", static_cast<int64_t>(groups.dims.tp()));
-    file.set_attribute("/", "zero1", static_cast<int64_t>(request.zero1 ? 1 : 0));
-    file.set_attribute("/", "device", request.device);
-    // Every rank must pass the same values: rank 0's host and clock.
-    file.set_attribute("/", "host", comm::broadcast_string(world, this_host(), 0));
-    file.set_attribute("/", "created", comm::broadcast_string(world, utc_now(), 0));
-    file.set_attribute("/", "sampler", request.sampler);
-    file.set_attribute("/", "tensors", join_keys(keys));
-    detail::write_model_attributes(file, request.model, request.vocab, request.config_toml);
-    for (const char* group : {"/params", "/optim", "/optim/exp_avg", "/optim/exp_avg_sq", "/rng"}) {
-      file.create_group(group);
-    }
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const ShardedTensor& t = tensors[i];
-      const std::string dataset = "/" + t.key;
-      file.create_dataset(dataset, h5::Dtype::kFloat32, unsigned_shape(t.global_shape));
-      std::vector<uint64_t> block_start, block_count;
-      if (t.writes) block_of(t, block_start, block_count);
-      else block_start = block_count = std::vector<uint64_t>(unsigned_shape(t.global_shape).size(), 0);
-      file.write_block(dataset, block_start, block_count, t.writes ? blocks[i].data_ptr() : nullptr,
-                       h5::Dtype::kFloat32);
-    }
-    file.create_dataset("/loader", h5::Dtype::kInt64, {static_cast<uint64_t>(dp), 3});
-    file.set_attribute("/loader", "checksum", combine(extra_halves[0]));
-    file.write_rows("/loader", static_cast<uint64_t>(groups.dp.rank()), loader_writer ? 1 : 0, loader_row.data_ptr(),
-                    h5::Dtype::kInt64);
-    auto write_states = [&](const std::string& dataset, const at::Tensor& state, int64_t slot) {
-      file.create_dataset(dataset, h5::Dtype::kUInt8,
-                          {static_cast<uint64_t>(world.size()), static_cast<uint64_t>(state.numel())});
-      file.set_attribute(dataset, "checksum", combine(extra_halves[slot]));
-      file.write_rows(dataset, static_cast<uint64_t>(world.rank()), 1, state.data_ptr(), h5::Dtype::kUInt8);
-    };
-    write_states("/rng/cpu", cpu_state, 1);
-    if (cuda) write_states("/rng/cuda", cuda_state, 2);
-    const std::vector<uint64_t> sums = block_sums.get();
-    at::Tensor halves = torch::zeros({static_cast<int64_t>(tensors.size()), 2}, torch::kInt64);
-    auto halves_a = halves.accessor<int64_t, 2>();
-    for (size_t i = 0; i < sums.size(); ++i) {
-      halves_a[static_cast<int64_t>(i)][0] = static_cast<int64_t>(sums[i] & 0xFFFFFFFFULL);
-      halves_a[static_cast<int64_t>(i)][1] = static_cast<int64_t>(sums[i] >> 32);
-    }
-    comm::all_reduce(world, halves, comm::ReduceOp::kSum);
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      file.set_attribute("/" + tensors[i].key, "checksum", combine(halves[static_cast<int64_t>(i)]));
-    }
-    file.close();
-  } catch (const std::exception& e) {
-    failure = e.what();
-  }
-  if (rank0 && !failure.empty()) std::remove(temporary.c_str());
-  agree_or_throw(failure, world, what);
-
-  // 4. Commit (rank 0): fsync, rename into place, then the marker; retention after that.
-  auto seconds_between = [](Clock::time_point from, Clock::time_point to) {
-    return std::chrono::duration<double>(to - from).count();
-  };
-  // [bytes, write, commit, cleanup seconds] from rank 0 (bytes exact in a double below 2^53).
-  at::Tensor outcome = torch::zeros({4}, torch::kFloat64);
-  if (rank0) {
-    try {
-      const auto commit_start = Clock::now();
-      fsync_path(temporary, false);
-      crash_point("written");
-      commit_rename(temporary, saved.path);
-      crash_point("renamed");
-      write_file_atomically(request.directory + "/" + kMarker, checkpoint_file_name(progress.step) + "\n");
-      const auto cleanup_start = Clock::now();
-      const std::vector<std::string> victims = retention_victims(request.directory, progress.step, retention, superseded);
-      if (retention.in_background) {
-        saved.removed = victims;
-        pending_removals() = std::async(std::launch::async, [directory = request.directory, victims] {
-          for (const std::string& victim : victims) std::remove((directory + "/" + victim).c_str());
-        });
-      } else {
-        for (const std::string& victim : victims) {
-          if (std::remove((request.directory + "/" + victim).c_str()) == 0) saved.removed.push_back(victim);
-        }
-      }
-      outcome[0] = static_cast<double>(file_size(saved.path));
-      outcome[1] = seconds_between(write_start, commit_start);
-      outcome[2] = seconds_between(commit_start, cleanup_start);
-      outcome[3] = seconds_between(cleanup_start, Clock::now());
-    } catch (const std::exception& e) {
-      std::remove(temporary.c_str());
-      failure = e.what();
-    }
-  }
-  agree_or_throw(failure, world, what);
-  comm::broadcast(world, outcome, 0);
-  const auto outcome_a = outcome.accessor<double, 1>();
-  saved.bytes = static_cast<int64_t>(outcome_a[0]);
-  saved.write_seconds = outcome_a[1];
-  saved.commit_seconds = outcome_a[2];
-  saved.cleanup_seconds = outcome_a[3];
-  saved.seconds = seconds_between(start, Clock::now());
-  return saved;
 }
+
+namespace detail {
+namespace {
+
+// --- the header: every root attribute of CheckpointHeader, once --------------------------
+
+template <typename Owner>
+using AttributeMember = std::variant<int64_t Owner::*, double Owner::*, std::string Owner::*>;
+template <typename Owner>
+struct Attribute {
+  const char* name;
+  AttributeMember<Owner> member;
+  bool optional;  // absent from checkpoints written before the field existed
+};
+
+const Attribute<Progress> kProgressAttributes[] = {
+    {"stage", &Progress::stage, false},
+    {"step", &Progress::step, false},
+    {"optimizer_steps", &Progress::optimizer_steps, false},
+    {"skipped", &Progress::skipped, false},
+    {"skipped_in_a_row", &Progress::skipped_in_a_row, false},
+    {"last_loss", &Progress::last_loss, false},
+    {"train_seconds", &Progress::train_seconds, false},
+    {"run_id", &Progress::run_id, false},
+    {"log_window", &Progress::log_window, true},
+};
+
+const Attribute<CheckpointHeader> kLayoutAttributes[] = {
+    {"layout_world", &CheckpointHeader::world, false},
+    {"layout_dp", &CheckpointHeader::dp, false},
+    {"layout_tp", &CheckpointHeader::tp, false},
+    {"zero1", &CheckpointHeader::zero1, false},
+    {"device", &CheckpointHeader::device, false},
+    {"host", &CheckpointHeader::host, false},
+    {"created", &CheckpointHeader::created, false},
+    {"sampler", &CheckpointHeader::sampler, true},
+};
+
+template <typename Owner, size_t N>
+void write_attributes(h5::File& file, const Owner& owner, const Attribute<Owner> (&table)[N]) {
+  for (const Attribute<Owner>& a : table) {
+    std::visit([&](auto member) { file.set_attribute("/", a.name, owner.*member); }, a.member);
+  }
+}
+
+template <typename Owner, size_t N>
+void read_attributes(const h5::File& file, Owner& owner, const Attribute<Owner> (&table)[N]) {
+  for (const Attribute<Owner>& a : table) {
+    if (a.optional && !file.has_attribute("/", a.name)) continue;
+    std::visit(
+        [&](auto member) {
+          using Value = std::decay_t<decltype(owner.*member)>;
+          if constexpr (std::is_same_v<Value, int64_t>) owner.*member = file.attribute_int("/", a.name);
+          else if constexpr (std::is_same_v<Value, double>) owner.*member = file.attribute_double("/", a.name);
+          else owner.*member = file.attribute_string("/", a.name);
+        },
+        a.member);
+  }
+}
+
+}  // namespace
+
+void write_header(h5::File& file, const CheckpointHeader& header) {
+  write_attributes(file, header.progress, kProgressAttributes);
+  write_attributes(file, header, kLayoutAttributes);
+}
+
+CheckpointHeader read_header(const h5::File& file) {
+  CheckpointHeader header;
+  read_attributes(file, header.progress, kProgressAttributes);
+  read_attributes(file, header, kLayoutAttributes);
+  return header;
+}
+
+}  // namespace detail
 
 Progress load_checkpoint(const std::string& path, const std::vector<ShardedTensor>& tensors,
                          const comm::ProcessGroups& groups, const ModelConfig& model, const std::string& stage) {
   if (!exists(path)) throw UsageError("checkpoint " + path + " does not exist");
   const h5::File file = h5::File::open_read_only(path);
   detail::check_file_kind(file, path, "checkpoint", kFormat, kVersion, model);
-  Progress progress;
-  progress.stage = file.attribute_string("/", "stage");
+  const CheckpointHeader header = read_header(file);
+  Progress progress = header.progress;
   if (progress.stage != stage) {
     throw UsageError("checkpoint " + path + " belongs to stage " + progress.stage + ", not to train.stage = " + stage);
   }
-  progress.step = file.attribute_int("/", "step");
-  progress.optimizer_steps = file.attribute_int("/", "optimizer_steps");
-  progress.skipped = file.attribute_int("/", "skipped");
-  progress.skipped_in_a_row = file.attribute_int("/", "skipped_in_a_row");
-  progress.last_loss = file.attribute_double("/", "last_loss");
-  progress.train_seconds = file.attribute_double("/", "train_seconds");
-  progress.run_id = file.attribute_string("/", "run_id");
 
   torch::NoGradGuard no_grad;
   for (const ShardedTensor& t : tensors) {
@@ -496,7 +352,7 @@ Progress load_checkpoint(const std::string& path, const std::vector<ShardedTenso
   progress.loader_seed = loader[static_cast<size_t>(3 * row + 2)];
 
   // Generators: restored where the layout is the writer's (each rank its own row).
-  if (file.attribute_int("/", "layout_world") == groups.world.size()) {
+  if (header.world == groups.world.size()) {
     auto restore = [&](const std::string& dataset, bool cuda) {
       const h5::DatasetInfo info = file.dataset_info(dataset);
       at::Tensor state = torch::empty({static_cast<int64_t>(info.row_elements())}, torch::kUInt8);
@@ -523,18 +379,8 @@ CheckpointInfo inspect_checkpoint(const std::string& path, bool verify) {
       info.problem = "not a cord checkpoint";
       return info;
     }
-    info.stage = file.attribute_string("/", "stage");
-    info.step = file.attribute_int("/", "step");
-    info.optimizer_steps = file.attribute_int("/", "optimizer_steps");
+    info.header = read_header(file);
     info.commit = file.attribute_string("/", "commit");
-    info.created = file.attribute_string("/", "created");
-    info.host = file.attribute_string("/", "host");
-    info.device = file.attribute_string("/", "device");
-    info.run_id = file.attribute_string("/", "run_id");
-    info.world = file.attribute_int("/", "layout_world");
-    info.dp = file.attribute_int("/", "layout_dp");
-    info.tp = file.attribute_int("/", "layout_tp");
-    info.zero1 = file.attribute_int("/", "zero1") != 0;
     for (const std::string& key : detail::split_lines(file.attribute_string("/", "tensors"))) {
       TensorInfo tensor;
       tensor.key = key;

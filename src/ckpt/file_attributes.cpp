@@ -1,6 +1,7 @@
 #include "file_attributes.hpp"
 
 #include <sstream>
+#include <type_traits>
 
 #include "cord/core/build_info.hpp"
 #include "cord/core/error.hpp"
@@ -15,10 +16,14 @@ bool architecture_field(std::string_view key) {
 
 std::string field_text(const Field& field) {
   return std::visit(
-      [](auto* p) -> std::string {
-        std::ostringstream os;
-        os << *p;
-        return os.str();
+      [](auto p) -> std::string {
+        if constexpr (std::is_same_v<decltype(p), ChoiceRef>) {
+          return std::string(p.names[p.get(p.field)]);
+        } else {
+          std::ostringstream os;
+          os << *p;
+          return os.str();
+        }
       },
       field.ref);
 }

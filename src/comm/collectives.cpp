@@ -18,20 +18,19 @@ namespace {
 
 enum class Backend { kMpi, kNccl };
 
-std::atomic<int64_t> g_blocked_nanoseconds{0};
-
-// Adds the wall time of its scope to blocked_seconds().
+// Adds the wall time of its scope to the group's blocked_seconds().
 class BlockedTimer {
  public:
-  BlockedTimer() : start_(std::chrono::steady_clock::now()) {}
+  explicit BlockedTimer(const ProcessGroup& group) : group_(group), start_(std::chrono::steady_clock::now()) {}
   ~BlockedTimer() {
     const auto elapsed = std::chrono::steady_clock::now() - start_;
-    g_blocked_nanoseconds += std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+    group_.add_blocked_nanoseconds(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
   }
   BlockedTimer(const BlockedTimer&) = delete;
   BlockedTimer& operator=(const BlockedTimer&) = delete;
 
  private:
+  const ProcessGroup& group_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -114,7 +113,7 @@ const char* to_string(ReduceOp op) {
 }
 
 void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op) {
-  const BlockedTimer blocked;
+  const BlockedTimer blocked(group);
   const Backend backend = check_tensor(group, "all_reduce", tensor);
   check_op(group, "all_reduce", tensor, op);
   if (backend == Backend::kMpi) return detail::mpi_all_reduce(group.mpi_comm(), tensor, op);
@@ -126,6 +125,7 @@ void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op
 }
 
 struct Work::State {
+  ProcessGroup group;  // whose blocked time the wait adds to
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Request request = MPI_REQUEST_NULL;
   at::Tensor tensor;
@@ -149,7 +149,7 @@ bool Work::test() {
 
 void Work::wait() {
   if (!state_ || state_->done) return;
-  const BlockedTimer blocked;
+  const BlockedTimer blocked(state_->group);
   CORD_MPI_CHECK(MPI_Wait(&state_->request, MPI_STATUS_IGNORE));
   state_->finish();
 }
@@ -165,7 +165,7 @@ Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, Reduc
     no_nccl();
 #endif
   }
-  auto state = std::make_shared<Work::State>();
+  auto state = std::make_shared<Work::State>(Work::State{group});
   state->comm = group.mpi_comm();
   state->tensor = tensor;
   state->op = op;
@@ -174,7 +174,7 @@ Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, Reduc
 }
 
 void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output) {
-  const BlockedTimer blocked;
+  const BlockedTimer blocked(group);
   const Backend backend = check_pair(group, "all_gather", input, output);
   if (output.numel() != input.numel() * group.size()) {
     reject(group, "all_gather", "output numel " + std::to_string(output.numel()) + " != group size " +
@@ -191,7 +191,7 @@ void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Te
 
 void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output,
                     ReduceOp op) {
-  const BlockedTimer blocked;
+  const BlockedTimer blocked(group);
   const Backend backend = check_pair(group, "reduce_scatter", input, output);
   check_op(group, "reduce_scatter", input, op);
   if (input.numel() != output.numel() * group.size()) {
@@ -208,7 +208,7 @@ void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at
 }
 
 void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
-  const BlockedTimer blocked;
+  const BlockedTimer blocked(group);
   const Backend backend = check_tensor(group, "broadcast", tensor);
   if (root < 0 || root >= group.size()) {
     reject(group, "broadcast", "root " + std::to_string(root) + " outside group of size " +
@@ -223,7 +223,7 @@ void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
 }
 
 void barrier(const ProcessGroup& group) {
-  const BlockedTimer blocked;
+  const BlockedTimer blocked(group);
 #ifdef CORD_WITH_CUDA
   if (group.has_nccl()) detail::cuda_synchronize_current_stream();
 #endif
@@ -256,7 +256,6 @@ std::string broadcast_string(const ProcessGroup& group, const std::string& text,
   return result;
 }
 
-double blocked_seconds() { return static_cast<double>(g_blocked_nanoseconds.load()) * 1e-9; }
 
 std::string nccl_version() {
 #ifdef CORD_WITH_CUDA

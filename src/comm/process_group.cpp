@@ -1,5 +1,7 @@
 #include "cord/comm/process_group.hpp"
 
+#include <atomic>
+
 #include "backends.hpp"
 #include "cord/comm/mpi_check.hpp"
 #include "cord/comm/world.hpp"
@@ -13,6 +15,7 @@ struct ProcessGroup::State {
   int rank = 0;
   int size = 1;
   ncclComm* nccl = nullptr;
+  std::atomic<int64_t> blocked_ns{0};  // time blocked in collectives on this group
 
   State(std::string group_name, MPI_Comm owned) : name(std::move(group_name)), comm(owned) {
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
@@ -73,6 +76,10 @@ void ProcessGroup::init_nccl() {
 
 bool ProcessGroup::has_nccl() const { return state_->nccl != nullptr; }
 ncclComm* ProcessGroup::nccl_comm() const { return state_->nccl; }
+
+double ProcessGroup::blocked_seconds() const { return static_cast<double>(state_->blocked_ns.load()) * 1e-9; }
+
+void ProcessGroup::add_blocked_nanoseconds(int64_t nanoseconds) const { state_->blocked_ns += nanoseconds; }
 
 ProcessGroups make_process_groups(const World& world, const ParallelDims& dims, bool with_nccl) {
   CORD_CHECK(dims.world_size() == world.size(),

@@ -49,11 +49,33 @@ Field* find_field(std::vector<Field>& fields, std::string_view key) {
   return it == fields.end() ? nullptr : &*it;
 }
 
+// "a, b, c": the names of a choice.
+std::string choice_names(const ChoiceRef& choice) {
+  std::string out;
+  for (size_t i = 0; i < choice.count; ++i) out += (i == 0 ? "" : ", ") + std::string(choice.names[i]);
+  return out;
+}
+
+// Sets a choice field from its name; false for a name that is not one of its choices.
+bool assign_choice(const ChoiceRef& choice, std::string_view name) {
+  for (size_t i = 0; i < choice.count; ++i) {
+    if (choice.names[i] == name) return choice.set(choice.field, static_cast<int>(i)), true;
+  }
+  return false;
+}
+
+// The error for a choice field given another name: "KEY='VALUE' [in WHERE] is not one of a, b".
+UsageError bad_choice(std::string_view key, std::string_view value, const std::string& where, const ChoiceRef& choice) {
+  return UsageError(std::string(key) + "='" + std::string(value) + "'" + (where.empty() ? "" : " in " + where) +
+                    " is not one of " + choice_names(choice));
+}
+
 const char* type_name(const FieldRef& ref) {
   return std::visit(
-      [](auto* p) -> const char* {
+      [](auto p) -> const char* {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, bool>) return "a boolean";
+        if constexpr (std::is_same_v<T, ChoiceRef>) return "a string";
+        else if constexpr (std::is_same_v<T, bool>) return "a boolean";
         else if constexpr (std::is_same_v<T, double>) return "a number";
         else if constexpr (std::is_same_v<T, std::string>) return "a string";
         else return "an integer";
@@ -68,12 +90,15 @@ bool assign_integer(Int* target, std::int64_t value) {
   return true;
 }
 
-// Stores a TOML value into the field; false when the TOML type does not fit.
+// Stores a TOML value into the field; false when the TOML type does not fit. A choice
+// field takes a string (its name is checked by the caller).
 bool assign_from_toml(const FieldRef& ref, const toml::node& node) {
   return std::visit(
-      [&](auto* target) -> bool {
+      [&](auto target) -> bool {
         using T = std::remove_pointer_t<decltype(target)>;
-        if constexpr (std::is_same_v<T, bool>) {
+        if constexpr (std::is_same_v<T, ChoiceRef>) {
+          return node.value_exact<std::string>().has_value();
+        } else if constexpr (std::is_same_v<T, bool>) {
           if (auto v = node.value_exact<bool>()) return *target = *v, true;
         } else if constexpr (std::is_same_v<T, double>) {
           if (auto v = node.value<double>(); v && (node.is_floating_point() || node.is_integer())) {
@@ -89,12 +114,21 @@ bool assign_from_toml(const FieldRef& ref, const toml::node& node) {
       ref);
 }
 
-// Parses override text as the field's type; false when it does not parse completely.
+// Surrounding quotes are optional in overrides: --set runtime.device=cpu or ="cpu".
+std::string_view unquoted(std::string_view text) {
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') return text.substr(1, text.size() - 2);
+  return text;
+}
+
+// Parses override text as the field's type; false when it does not parse completely (a
+// choice field's name is checked by the caller).
 bool assign_from_text(const FieldRef& ref, std::string_view text) {
   return std::visit(
-      [&](auto* target) -> bool {
+      [&](auto target) -> bool {
         using T = std::remove_pointer_t<decltype(target)>;
-        if constexpr (std::is_same_v<T, bool>) {
+        if constexpr (std::is_same_v<T, ChoiceRef>) {
+          return true;
+        } else if constexpr (std::is_same_v<T, bool>) {
           if (text == "true") return *target = true, true;
           if (text == "false") return *target = false, true;
           return false;
@@ -105,9 +139,7 @@ bool assign_from_text(const FieldRef& ref, std::string_view text) {
           if (copy.empty() || end != copy.c_str() + copy.size() || !std::isfinite(v)) return false;
           return *target = v, true;
         } else if constexpr (std::is_same_v<T, std::string>) {
-          // Surrounding quotes are optional: --set runtime.device=cpu or ="cpu".
-          if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
-          return *target = std::string(text), true;
+          return *target = std::string(unquoted(text)), true;
         } else {
           std::int64_t v = 0;
           const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -137,6 +169,10 @@ void apply_table(std::vector<Field>& fields, const toml::table& table, const std
       throw UsageError(key + " in " + where(node, path) + " must be " + type_name(field->ref) +
                        " (in range)");
     }
+    if (const auto* choice = std::get_if<ChoiceRef>(&field->ref)) {
+      const std::string name = *node.value_exact<std::string>();
+      if (!assign_choice(*choice, name)) throw bad_choice(key, name, where(node, path), *choice);
+    }
   }
 }
 
@@ -151,9 +187,10 @@ std::string toml_string(const std::string& text) {
 
 std::string value_text(const FieldRef& ref) {
   return std::visit(
-      [](auto* p) -> std::string {
+      [](auto p) -> std::string {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, bool>) return *p ? "true" : "false";
+        if constexpr (std::is_same_v<T, ChoiceRef>) return toml_string(std::string(p.names[p.get(p.field)]));
+        else if constexpr (std::is_same_v<T, bool>) return *p ? "true" : "false";
         else if constexpr (std::is_same_v<T, double>) {
           std::ostringstream os;
           os << std::setprecision(17) << *p;
@@ -192,9 +229,13 @@ void apply_override(Config& config, std::string_view assignment) {
   std::vector<Field> fields = config_fields(config);
   Field* field = find_field(fields, key);
   if (field == nullptr) throw UsageError(unknown_key_message(fields, key, origin));
-  if (!assign_from_text(field->ref, assignment.substr(eq + 1))) {
+  const std::string_view value = assignment.substr(eq + 1);
+  if (!assign_from_text(field->ref, value)) {
     throw UsageError(origin + ": " + std::string(key) + " must be " + type_name(field->ref) +
                      " (in range)");
+  }
+  if (const auto* choice = std::get_if<ChoiceRef>(&field->ref)) {
+    if (!assign_choice(*choice, unquoted(value))) throw bad_choice(key, unquoted(value), "", *choice);
   }
 }
 

@@ -7,6 +7,7 @@ namespace {
 // Diagnostics only: which process is speaking. Written once at start-up, before
 // any thread exists, and read when errors are formatted.
 std::string g_identity = "rank ?";  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+std::string g_host = "?";           // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
 
 std::string location(const char* file, int line) {
   return std::string(file) + ":" + std::to_string(line) + ", " + g_identity;
@@ -15,9 +16,12 @@ std::string location(const char* file, int line) {
 
 void set_process_identity(int world_rank, const std::string& host) {
   g_identity = "rank " + std::to_string(world_rank) + " on " + host;
+  g_host = host;
 }
 
 std::string process_identity() { return g_identity; }
+
+std::string process_host() { return g_host; }
 
 void raise_library_error(ExitCode code, const char* library, const char* call,
                          const std::string& detail, const char* file, int line) {

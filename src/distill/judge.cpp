@@ -52,10 +52,9 @@ bool answers_agree(const std::optional<std::string>& answer, const std::optional
   return *answer == *reference;
 }
 
-std::unique_ptr<Judge> make_judge(const std::string& name, double tolerance) {
-  if (name == "agreement") return std::make_unique<AgreementJudge>(tolerance);
-  if (name == "ground_truth") return std::make_unique<GroundTruthJudge>(tolerance);
-  throw UsageError("judge '" + name + "' is not one of agreement, ground_truth");
+std::unique_ptr<Judge> make_judge(JudgeKind kind, double tolerance) {
+  if (kind == JudgeKind::kAgreement) return std::make_unique<AgreementJudge>(tolerance);
+  return std::make_unique<GroundTruthJudge>(tolerance);
 }
 
 }  // namespace cord::distill

@@ -59,13 +59,6 @@ at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, do
   return weights.to(divergence.device());
 }
 
-Aggregation parse_aggregation(const std::string& name) {
-  if (name == "sum") return Aggregation::kSum;
-  if (name == "token_mean") return Aggregation::kTokenMean;
-  if (name == "sequence_mean") return Aggregation::kSequenceMean;
-  throw UsageError("aggregation '" + name + "' is not one of sum, token_mean, sequence_mean");
-}
-
 at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Aggregation aggregation) {
   CORD_CHECK(per_position.sizes() == mask.sizes(), "loss and mask differ in shape");
   const at::Tensor valid = mask.to(per_position.scalar_type());

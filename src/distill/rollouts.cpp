@@ -9,20 +9,26 @@ namespace cord::distill {
 
 MethodPlan plan_for(const CordConfig& cord) {
   MethodPlan plan;
-  plan.name = cord.method;
-  if (cord.method == "cord" || cord.method == "cord-unweighted" || cord.method == "opd") {
-    plan.token_loss = TokenLoss::kReverseKl;
-    plan.token_input = eval::Input::kAudio;
-    const bool weighted = cord.method != "cord-unweighted";
-    plan.alpha = weighted ? cord.alpha : 1.0;
-    plan.beta = weighted ? cord.beta : 1.0;
-  } else if (cord.method == "sft" || cord.method == "fkl") {
-    plan.token_loss = cord.method == "sft" ? TokenLoss::kCrossEntropy : TokenLoss::kForwardKl;
-    plan.token_input = eval::Input::kText;
-  } else if (cord.method != "grpo") {
-    throw UsageError("cord.method='" + cord.method + "' is not one of cord, cord-unweighted, opd, grpo, sft, fkl");
+  plan.name = name_of(cord.method);
+  switch (cord.method) {
+    case Method::kCord:
+    case Method::kCordUnweighted:
+    case Method::kOpd: {
+      plan.token_loss = TokenLoss::kReverseKl;
+      plan.token_input = eval::Input::kAudio;
+      const bool weighted = cord.method != Method::kCordUnweighted;
+      plan.alpha = weighted ? cord.alpha : 1.0;
+      plan.beta = weighted ? cord.beta : 1.0;
+      break;
+    }
+    case Method::kSft:
+    case Method::kFkl:
+      plan.token_loss = cord.method == Method::kSft ? TokenLoss::kCrossEntropy : TokenLoss::kForwardKl;
+      plan.token_input = eval::Input::kText;
+      break;
+    case Method::kGrpo: break;
   }
-  plan.grpo = cord.method == "cord" || cord.method == "cord-unweighted" || cord.method == "grpo";
+  plan.grpo = cord.method == Method::kCord || cord.method == Method::kCordUnweighted || cord.method == Method::kGrpo;
   plan.group_size = plan.grpo ? cord.group_size : 0;
   return plan;
 }

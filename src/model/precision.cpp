@@ -6,11 +6,13 @@
 
 namespace cord::model {
 
-Precision resolve_precision(const std::string& setting, const std::string& device) {
-  if (setting == "fp32") return Precision::kFp32;
-  if (setting == "bf16") return Precision::kBf16;
-  if (setting == "auto") return device.rfind("cuda", 0) == 0 ? Precision::kBf16 : Precision::kFp32;
-  throw UsageError("runtime.precision='" + setting + "' is not one of auto, fp32, bf16");
+Precision resolve_precision(PrecisionOption setting, const std::string& device) {
+  switch (setting) {
+    case PrecisionOption::kFp32: return Precision::kFp32;
+    case PrecisionOption::kBf16: return Precision::kBf16;
+    case PrecisionOption::kAuto: return at::Device(device).is_cuda() ? Precision::kBf16 : Precision::kFp32;
+  }
+  throw Error("runtime.precision: no such setting");  // unreachable: the enum has no other value
 }
 
 const char* precision_name(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }

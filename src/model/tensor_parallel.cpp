@@ -9,13 +9,19 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The group travels through the autograd context as an address: the modules that own
-// the groups outlive every graph built from them.
+// The group travels through the autograd context as a reference-counted copy (a capsule
+// IValue), so that the graph keeps its communicators alive until backward has run,
+// whatever happens to the module or caller that passed the group in.
+struct SavedGroup : torch::CustomClassHolder {
+  explicit SavedGroup(comm::ProcessGroup g) : group(std::move(g)) {}
+  comm::ProcessGroup group;
+};
 void save_group(AutogradContext* ctx, const comm::ProcessGroup& group) {
-  ctx->saved_data["group"] = reinterpret_cast<int64_t>(&group);
+  ctx->saved_data["group"] = c10::IValue::make_capsule(c10::make_intrusive<SavedGroup>(group));
 }
-const comm::ProcessGroup& saved_group(AutogradContext* ctx) {
-  return *reinterpret_cast<const comm::ProcessGroup*>(ctx->saved_data["group"].toInt());
+comm::ProcessGroup saved_group(AutogradContext* ctx) {
+  const c10::intrusive_ptr<torch::CustomClassHolder> capsule = ctx->saved_data["group"].toCapsule();
+  return static_cast<const SavedGroup*>(capsule.get())->group;
 }
 
 at::Tensor all_reduce_sum(const at::Tensor& x, const comm::ProcessGroup& group) {

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 
+#include "cord/comm/agree.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/config/load.hpp"
 #include "cord/core/error.hpp"
@@ -113,20 +114,19 @@ StageCheckpointer::StageCheckpointer(const Config& config, const comm::ProcessGr
 
 StageCheckpointer::~StageCheckpointer() {
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &clocks_->previous[i], nullptr);
-  ckpt::wait_for_background_removals();  // the stage ends with only the kept checkpoints
+  removals_.wait();  // the stage ends with only the kept checkpoints
 }
 
 std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, AdamW& optimizer,
                                                         data::CorpusLoader& loader) {
   // Rank 0 chooses (it reads and verifies the candidates); the others learn the outcome.
-  std::string outcome;
+  std::string failure;
   ckpt::ResumeChoice choice;
   if (groups_.world.rank() == 0) {
     try {
       choice = ckpt::choose_checkpoint(config_.ckpt.resume, directory_);
-      outcome = "P" + choice.path;
     } catch (const std::exception& e) {
-      outcome = std::string("E") + e.what();
+      failure = e.what();
     }
     for (const std::string& rejected : choice.rejected) CORD_LOG(kWarn) << "resume: passed over " << rejected;
     for (const std::string& file : choice.uncommitted) {
@@ -134,9 +134,9 @@ std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, Adam
                       << directory_ << "/latest, so not a committed checkpoint)";
     }
   }
-  outcome = comm::broadcast_string(groups_.world, outcome, 0);
-  if (outcome[0] == 'E') throw UsageError(outcome.substr(1));
-  const std::string path = outcome.substr(1);
+  const comm::Agreement agreed = comm::agree(groups_.world, failure);
+  if (!agreed.ok()) throw UsageError(agreed.message);
+  const std::string path = comm::broadcast_string(groups_.world, choice.path, 0);
   if (path.empty()) {
     // A fresh start: an earlier run's checkpoints in the folder stay committed until this
     // run commits its first one, which replaces them.
@@ -151,7 +151,7 @@ std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, Adam
   const auto start = Clock::now();
   const ckpt::Progress progress =
       ckpt::load_checkpoint(path, checkpoint_tensors(model, optimizer, groups_, config_.train.zero1), groups_,
-                            config_.model, config_.train.stage);
+                            config_.model, name_of(config_.train.stage));
   optimizer.set_steps_taken(progress.optimizer_steps);
   loader.restore({progress.loader_epoch, progress.loader_next_batch, static_cast<uint64_t>(progress.loader_seed)});
   run_id_ = progress.run_id;
@@ -184,7 +184,7 @@ void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const 
   request.device = device_;
   request.zero1 = config_.train.zero1;
   request.sampler = "rollouts: CPU generator seeded per step from (train.seed, step, dp rank); no other sampling";
-  ckpt::Retention retention{config_.ckpt.keep_last, config_.ckpt.keep_every, /*in_background=*/true};
+  ckpt::Retention retention{config_.ckpt.keep_last, config_.ckpt.keep_every, &removals_};
   const ckpt::SavedCheckpoint saved = ckpt::save_checkpoint(
       request, checkpoint_tensors(model, optimizer, groups_, config_.train.zero1), groups_, retention, superseded_);
   superseded_.clear();

@@ -1,6 +1,5 @@
 #include "cord/train/stage_support.hpp"
 
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -8,14 +7,9 @@
 
 #include <torch/cuda.h>
 
-#include "cord/ckpt/model_weights.hpp"
-#include "cord/config/load.hpp"
-#include "cord/core/build_info.hpp"
 #include "cord/core/error.hpp"
-#include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
 #include "cord/train/optimizer.hpp"
-#include "cord/train/trainer.hpp"
 
 namespace cord::train {
 
@@ -23,12 +17,6 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 void wait_for_device(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
-
-std::string host_name() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
 }
 
 std::string format_duration(double seconds) {
@@ -79,34 +67,6 @@ void MetricsFile::write(const nlohmann::json& record) {
   out_.flush();
 }
 
-void report_step(const std::string& line, nlohmann::json record, int64_t skipped, MetricsFile* metrics) {
-  CORD_LOG(kInfo) << line << (skipped > 0 ? " | skipped " + std::to_string(skipped) : "");
-  if (metrics == nullptr) return;
-  record["skipped"] = skipped;
-  metrics->write(record);
-}
-
-void finish_stage(StageSummary& summary, const std::string& stage_dir, const std::string& stage, model::Lalm& model,
-                  const comm::ProcessGroups& groups, const Config& config, const std::vector<std::string>& vocab,
-                  Clock::time_point start, MetricsFile* metrics, const nlohmann::json& extra) {
-  summary.weights_path = stage_dir + "/model.h5";
-  ckpt::save_weights(summary.weights_path, model, groups, {stage, summary.steps, to_toml(config), vocab});
-  summary.seconds = seconds_since(start);
-  if (metrics != nullptr) {
-    nlohmann::json record{{"type", "end"},
-                          {"steps", summary.steps},
-                          {"skipped", summary.skipped},
-                          {"last_loss", summary.last_loss},
-                          {"seconds", summary.seconds},
-                          {"weights", summary.weights_path}};
-    record.update(extra);
-    metrics->write(record);
-  }
-  CORD_LOG(kInfo) << "train " << stage << ": done, " << summary.steps << " steps (" << summary.skipped
-                  << " skipped) in " << format_duration(summary.seconds) << ", last loss " << summary.last_loss
-                  << " -> " << summary.weights_path;
-}
-
 TrainableParameters trainable_parameters(model::Lalm& model, const comm::ProcessGroup& tp_group) {
   TrainableParameters out;
   for (const model::ParamShard& shard : model::sharded_parameters(*model, tp_group)) {
@@ -119,30 +79,6 @@ TrainableParameters trainable_parameters(model::Lalm& model, const comm::Process
     out.tensors.push_back(shard.param);
   }
   return out;
-}
-
-std::unique_ptr<MetricsFile> open_stage_directory(const std::string& stage_dir, const Config& config,
-                                                  const comm::ProcessGroups& groups, const std::string& stage,
-                                                  const std::string& command_line, const std::string& device,
-                                                  model::Precision precision, const nlohmann::json& extra,
-                                                  bool append) {
-  if (groups.world.rank() != 0) return nullptr;
-  make_directories(stage_dir);
-  write_file_atomically(stage_dir + "/config.toml", to_toml(config));
-  auto metrics = std::make_unique<MetricsFile>(stage_dir + "/metrics.jsonl", append);
-  nlohmann::json header{{"type", "header"},
-                        {"stage", stage},
-                        {"command", command_line},
-                        {"commit", build_info().commit},
-                        {"host", host_name()},
-                        {"world", groups.world.size()},
-                        {"dp", groups.dims.dp()},
-                        {"tp", groups.dims.tp()},
-                        {"device", device},
-                        {"precision", model::precision_name(precision)}};
-  header.update(extra);
-  metrics->write(header);
-  return metrics;
 }
 
 bool NonfiniteGuard::finite(double loss, double grad_norm, int64_t step, const comm::ProcessGroup& world,

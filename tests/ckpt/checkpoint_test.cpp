@@ -127,7 +127,7 @@ TEST(Checkpoint, ChecksumOfBlocksAddsUpToTheWholeTensor) {
   EXPECT_NE(block_checksum(whole.flip(1).contiguous(), shape, -1, 0), total);
 }
 
-// The values the README's formula gives, computed independently (Python, from the formula
+// The values the formula in docs/checkpoints.md gives, computed independently (Python, from the formula
 // alone): a change to the checksum needs a new checkpoint format version.
 TEST(Checkpoint, ChecksumMatchesTheDocumentedFormula) {
   EXPECT_EQ(block_checksum(torch::tensor({1.0f, -2.5f, 3.25f}), {3}, -1, 0), 0x1d232d963ULL);
@@ -162,8 +162,8 @@ TEST(Checkpoint, WrittenUnderOneTensorParallelLayoutLoadsUnderAnother) {
   if (world().rank() == 0) {
     const CheckpointInfo info = inspect_checkpoint(saved.path, true);
     EXPECT_TRUE(info.verified) << info.problem;
-    EXPECT_EQ(info.step, 7);
-    EXPECT_EQ(info.tp, world().size());
+    EXPECT_EQ(info.header.progress.step, 7);
+    EXPECT_EQ(info.header.tp, world().size());
     std::ifstream marker(folder + "/latest");
     std::string name;
     marker >> name;

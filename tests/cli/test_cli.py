@@ -1021,7 +1021,7 @@ def case_ckpt_bad_input():
     keys = {t["key"] for t in info["tensors"]}
     expect({"params/decoder.norm.weight", "optim/exp_avg/decoder.norm.weight", "loader", "rng/cpu"} <= keys,
            f"tensors: {sorted(keys)}")
-    with h5py.File(step6, "r") as f:  # readable with h5py, as README documents
+    with h5py.File(step6, "r") as f:  # readable with h5py, as docs/checkpoints.md documents
         expect(f.attrs["step"] == 6 and f["params/decoder.norm.weight"].shape == (32,), "h5py reads it")
         offset = f["params/decoder.embedding.weight"].id.get_offset()
     proc = cord("ckpt", "inspect", step6)

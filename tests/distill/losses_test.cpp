@@ -120,7 +120,6 @@ TEST(Aggregate, SumTokenMeanAndSequenceMean) {
   EXPECT_DOUBLE_EQ(aggregate(loss, mask, Aggregation::kSum).item<double>(), 5.0);  // (6 + 4) / 2
   EXPECT_DOUBLE_EQ(aggregate(loss, mask, Aggregation::kTokenMean).item<double>(), 2.5);
   EXPECT_DOUBLE_EQ(aggregate(loss, mask, Aggregation::kSequenceMean).item<double>(), 3.0);  // (2 + 4) / 2
-  EXPECT_THROW(parse_aggregation("mean"), UsageError);
 }
 
 TEST(Grpo, AdvantagesAndLoss) {
@@ -146,12 +145,11 @@ TEST(Judge, AgreementAndGroundTruth) {
   EXPECT_FALSE(answers_agree(std::string("B"), std::string("b"), 1e-6));  // letters exactly
   EXPECT_FALSE(answers_agree(std::nullopt, std::string("42"), 1e-6));     // unparseable
   EXPECT_FALSE(answers_agree(std::nullopt, std::nullopt, 1e-6));
-  const auto agreement = make_judge("agreement", 1e-6);
+  const auto agreement = make_judge(JudgeKind::kAgreement, 1e-6);
   EXPECT_EQ(agreement->reward(std::string("7"), std::string("7"), "9"), 1);  // agrees with the text branch
   EXPECT_EQ(agreement->reward(std::string("9"), std::string("7"), "9"), 0);
-  const auto truth = make_judge("ground_truth", 1e-6);
+  const auto truth = make_judge(JudgeKind::kGroundTruth, 1e-6);
   EXPECT_EQ(truth->reward(std::string("9"), std::string("7"), "9"), 1);
-  EXPECT_THROW(make_judge("llm", 0), UsageError);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "cord/core/error.hpp"
+#include "cord/config/load.hpp"
 #include "cord/distill/rollouts.hpp"
 #include "cord/eval/prompts.hpp"
 #include "cord/model/generate.hpp"
@@ -223,7 +224,7 @@ TEST_F(MixedBatch, TheTeacherWritesTheTextRolloutsAndTheStudentTheAudioOnes) {
   ASSERT_NE(teacher_text, student_text) << "the two models must differ for this test to mean anything";
 
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(5);
-  cord.method = "cord";
+  cord.method = Method::kCord;
   const Rollouts with_grpo = generate_rollouts(lalm, teacher, batch, plan_for(cord), cord, generator,
                                                model::Precision::kFp32);
   EXPECT_EQ(with_grpo.max_new_tokens, 6);
@@ -238,7 +239,7 @@ TEST_F(MixedBatch, TheTeacherWritesTheTextRolloutsAndTheStudentTheAudioOnes) {
   EXPECT_EQ(with_grpo.token[1], student_audio[3]);
   EXPECT_EQ(with_grpo.group[3], student_audio[5]);
 
-  cord.method = "sft";
+  cord.method = Method::kSft;
   const Rollouts sft = generate_rollouts(lalm, teacher, batch, plan_for(cord), cord, generator,
                                          model::Precision::kFp32);
   EXPECT_EQ(sft.token, teacher_text);
@@ -250,8 +251,9 @@ TEST(Methods, EachMethodAsksForItsRolloutsAndLoss) {
   cord.alpha = 2.0;
   cord.beta = 3.0;
   cord.group_size = 4;
+  // The method as a user names it: parsed at load, where a misspelt one fails.
   auto plan = [&](const char* method) {
-    cord.method = method;
+    cord.method = load_config("", {std::string("cord.method=") + method}).cord.method;
     return plan_for(cord);
   };
   MethodPlan p = plan("cord");

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include "cord/comm/agree.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/comm/process_group.hpp"
 #include "cord/core/error.hpp"
@@ -105,14 +106,14 @@ TEST_F(Collectives, AllReduceAsyncOverlapsSeveralBuffers) {
   EXPECT_TRUE(works[0].test());
 }
 
-// blocked_seconds counts the time a rank waits in a collective: here every rank but the
+// A group's blocked_seconds counts the time a rank waits in a collective on it: here every rank but the
 // last waits at least as long as the last one sleeps before joining the all_reduce.
 TEST_F(Collectives, BlockedSecondsCountsTheWaitInACollective) {
   const int last = group_.size() - 1;
-  const double before = blocked_seconds();
+  const double before = group_.blocked_seconds();
   if (group_.rank() == last) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   all_reduce(group_, torch::ones({4}), ReduceOp::kSum);
-  const double blocked = blocked_seconds() - before;
+  const double blocked = group_.blocked_seconds() - before;
   EXPECT_GE(blocked, 0.0);
   if (group_.rank() != last) {
     EXPECT_GE(blocked, 0.09) << "rank " << group_.rank();
@@ -234,6 +235,20 @@ TEST_F(Collectives, RejectsMismatchedSizesAndDtypes) {
             std::string::npos);
   EXPECT_NE(error_of([&] { broadcast(group_, input, size()); }).find("root"), std::string::npos);
   EXPECT_NE(error_of([&] { all_reduce(group_, at::Tensor(), ReduceOp::kSum); }).find("undefined"), std::string::npos);
+}
+
+// agree(): every rank learns how many failed, the lowest failing rank's message and the
+// highest exit code; nobody failing is ok everywhere.
+TEST_F(Collectives, AgreeNamesTheFirstFailingRankToEveryRank) {
+  EXPECT_TRUE(agree(group_, "").ok());
+  // The odd ranks fail, each with its own message and code 10 + rank.
+  const bool fails = rank() % 2 == 1;
+  const Agreement a = agree(group_, fails ? "disk full on rank " + std::to_string(rank()) : "", 10 + rank());
+  EXPECT_FALSE(a.ok());
+  EXPECT_EQ(a.failed_ranks, size() / 2);
+  EXPECT_EQ(a.first_failed, 1);
+  EXPECT_EQ(a.message, "disk full on rank 1");
+  EXPECT_EQ(a.highest_code, 10 + (size() % 2 == 0 ? size() - 1 : size() - 2));
 }
 
 }  // namespace

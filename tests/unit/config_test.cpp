@@ -47,7 +47,7 @@ TEST(Config, DefaultsAreTheEmbeddedConfiguration) {
   const Config config = load_config("", {});
   EXPECT_EQ(config.parallel.dp, 0);
   EXPECT_EQ(config.parallel.tp, 1);
-  EXPECT_EQ(config.runtime.device, "auto");
+  EXPECT_EQ(config.runtime.device, DeviceOption::kAuto);
   EXPECT_EQ(config.runtime.threads, 0);
 }
 
@@ -55,7 +55,7 @@ TEST(Config, LoadsTomlFile) {
   TomlFile file("[parallel]\ntp = 2\n\n[runtime]\ndevice = \"cpu\"\nthreads = 3\n");
   const Config config = load_config(file.path(), {});
   EXPECT_EQ(config.parallel.tp, 2);
-  EXPECT_EQ(config.runtime.device, "cpu");
+  EXPECT_EQ(config.runtime.device, DeviceOption::kCpu);
   EXPECT_EQ(config.runtime.threads, 3);
 }
 
@@ -63,7 +63,7 @@ TEST(Config, DottedKeysAndInlineTablesAreTheSameKeys) {
   TomlFile file("parallel.tp = 4\nruntime = { device = \"cuda\" }\n");
   const Config config = load_config(file.path(), {});
   EXPECT_EQ(config.parallel.tp, 4);
-  EXPECT_EQ(config.runtime.device, "cuda");
+  EXPECT_EQ(config.runtime.device, DeviceOption::kCuda);
 }
 
 TEST(Config, UnknownKeyNamesKeyFileAndLineAndSuggests) {
@@ -106,11 +106,11 @@ TEST(Config, OverridesApplyInOrderAfterTheFile) {
   TomlFile file("[parallel]\ntp = 2\n");
   const Config config = load_config(file.path(), {"parallel.tp=4", "runtime.device=cpu", "parallel.tp=1"});
   EXPECT_EQ(config.parallel.tp, 1);
-  EXPECT_EQ(config.runtime.device, "cpu");
+  EXPECT_EQ(config.runtime.device, DeviceOption::kCpu);
 }
 
 TEST(Config, OverrideAcceptsQuotedStrings) {
-  EXPECT_EQ(load_config("", {"runtime.device=\"cuda\""}).runtime.device, "cuda");
+  EXPECT_EQ(load_config("", {"runtime.device=\"cuda\""}).runtime.device, DeviceOption::kCuda);
 }
 
 TEST(Config, OverrideErrorsAreExact) {
@@ -127,6 +127,8 @@ TEST(Config, OverrideErrorsAreExact) {
 TEST(Config, ValidationMessagesAreExact) {
   EXPECT_EQ(usage_error_of([] { load_config("", {"runtime.device=tpu"}); }),
             "runtime.device='tpu' is not one of cpu, cuda, auto");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"cord.method=ppo"}); }),
+            "cord.method='ppo' is not one of cord, cord-unweighted, opd, grpo, sft, fkl");
   EXPECT_EQ(usage_error_of([] { load_config("", {"runtime.threads=-1"}); }),
             "runtime.threads=-1 must be >= 0");
 }
@@ -142,6 +144,21 @@ TEST(Config, ModelValidationMessagesAreExact) {
   EXPECT_EQ(usage_error_of([] { validate_tensor_parallel(load_config("", {}).model, 8); }),
             "model.n_heads=4 is not divisible by parallel.tp=8");
   EXPECT_NO_THROW(validate_tensor_parallel(load_config("", {"model.n_kv_heads=2"}).model, 2));
+}
+
+// A choice is parsed once, at load: a misspelt name in a file names the key, the file and
+// line and every valid name; the resolved dump writes the name back.
+TEST(Config, ChoicesAreParsedAtLoadAndDumpedByName) {
+  TomlFile file("[cord]\nteacher = \"current\"\nmethod = \"cordd\"\n");
+  const std::string message = usage_error_of([&] { load_config(file.path(), {}); });
+  EXPECT_EQ(message, "cord.method='cordd' in " + file.path() + ":3 is not one of cord, cord-unweighted, opd, grpo, sft, fkl");
+  const Config config = load_config("", {"cord.method=fkl", "train.stage=distill", "cord.aggregation=token_mean"});
+  EXPECT_EQ(config.cord.method, Method::kFkl);
+  EXPECT_EQ(config.train.stage, StageName::kDistill);
+  EXPECT_EQ(config.cord.aggregation, Aggregation::kTokenMean);
+  const std::string text = to_toml(config);
+  EXPECT_NE(text.find("method = \"fkl\""), std::string::npos) << text;
+  EXPECT_NE(text.find("stage = \"distill\""), std::string::npos) << text;
 }
 
 TEST(Config, NestedSectionsLoadFromTomlTables) {
@@ -161,7 +178,7 @@ TEST(Config, DumpRoundTripsAndDocumentsEveryField) {
   const Config reloaded = load_config(file.path(), {});
   EXPECT_EQ(to_toml(reloaded), text);
   EXPECT_EQ(reloaded.parallel.dp, 3);
-  EXPECT_EQ(reloaded.runtime.device, "cuda");
+  EXPECT_EQ(reloaded.runtime.device, DeviceOption::kCuda);
 }
 
 TEST(Config, SplitCommaList) {

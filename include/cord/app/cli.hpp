@@ -1,6 +1,6 @@
 #pragma once
 // The command line of `cord`: `cord <command> [options]`. Commands plug in through a
-// table (commands.cpp); options common to every command are parsed here.
+// table (all_commands() in commands.hpp); options common to every command are parsed here.
 #include <boost/program_options.hpp>
 #include <string>
 #include <vector>

@@ -11,7 +11,7 @@
 // the rename and the marker) and files in a folder without a marker are not committed and
 // are never resumed from.
 //
-// File layout (readable with h5py; README "Checkpoints"):
+// File layout (readable with h5py; docs/checkpoints.md):
 //   /params/<name>                float32, the parameter's global shape
 //   /optim/exp_avg/<name>         float32, global shape: AdamW m of every trained parameter
 //   /optim/exp_avg_sq/<name>      float32, global shape: AdamW v
@@ -20,7 +20,8 @@
 //   /rng/cuda                     uint8 [world, bytes]: every rank's CUDA generator state (GPU runs)
 //   every dataset: attribute checksum (16 hex digits, see block_checksum)
 //   root attributes: format = "cord-checkpoint", version, stage, step, optimizer_steps,
-//     skipped, skipped_in_a_row, last_loss, train_seconds, run_id, layout_world/dp/tp,
+//     skipped, skipped_in_a_row, last_loss, train_seconds, run_id, log_window (the step
+//     records' window, JSON), layout_world/dp/tp,
 //     zero1, device, host, created (UTC), commit, config (resolved TOML), vocab,
 //     sampler (how rollouts are seeded), and the architecture fields (model.*).
 // Tensors are written collectively with parallel HDF5: each tensor-parallel shard goes into
@@ -29,6 +30,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,8 @@ struct Progress {
   int64_t loader_next_batch = 0;
   int64_t loader_seed = 0;
   std::string run_id;               // the same for every checkpoint of one run and its resumptions
+  std::string log_window;           // the metrics window since the last step record (JSON,
+                                    // train/step_stats.hpp); "" in checkpoints from before it
 };
 
 // What save_checkpoint() writes besides tensors.
@@ -74,17 +78,31 @@ struct SaveRequest {
   bool zero1 = false;
 };
 
+// Deletes files on a helper thread, so that a save does not wait while the file system
+// frees a large file. One batch at a time: start() and the destructor wait for the one in
+// flight. Owned by whoever saves repeatedly (train/checkpointing.hpp's StageCheckpointer).
+class BackgroundRemover {
+ public:
+  BackgroundRemover() = default;
+  ~BackgroundRemover() { wait(); }
+  BackgroundRemover(const BackgroundRemover&) = delete;
+  BackgroundRemover& operator=(const BackgroundRemover&) = delete;
+  // Deletes DIRECTORY/NAME for every name, after the previous batch has finished.
+  void start(const std::string& directory, std::vector<std::string> names);
+  // Returns once the batch in flight (if any) is deleted.
+  void wait();
+
+ private:
+  std::future<void> pending_;
+};
+
 struct Retention {
   int64_t keep_last = 2;            // the newest K committed checkpoints are kept (>= 1)
   int64_t keep_every = 0;           // and every one whose step is a multiple of this; 0 = none
-  // Delete on a helper thread after the commit, so the caller does not wait while the file
-  // system frees a large file. The next save, and wait_for_background_removals, wait for it.
-  bool in_background = false;
+  // Delete through this remover after the commit (the save waits first for its previous
+  // batch, so that the folder listing does not race it); nullptr: delete before returning.
+  BackgroundRemover* remover = nullptr;
 };
-
-// Waits until the deletes a save with Retention::in_background started have finished
-// (rank 0's; a no-op elsewhere and when none is pending).
-void wait_for_background_removals();
 
 struct SavedCheckpoint {
   std::string path;
@@ -96,7 +114,7 @@ struct SavedCheckpoint {
   double commit_seconds = 0;
   double cleanup_seconds = 0;
   std::vector<std::string> removed; // older checkpoints deleted by the retention policy
-                                    // (with in_background: being deleted)
+                                    // (with a remover: being deleted)
 };
 
 // Collective over groups.world. Writes the checkpoint of request.progress.step, commits it
@@ -125,12 +143,22 @@ struct TensorInfo {
   bool verified = false;            // recomputed from the data and equal to the stored one
 };
 
+// The root attributes of a checkpoint besides the model's (format, version, commit,
+// config, vocab, model.*): what it is the progress of, and who wrote it where. One table in
+// checkpoint.cpp writes and reads every field.
+struct CheckpointHeader {
+  Progress progress;                // the loader's position is in /loader, not here
+  int64_t world = 0, dp = 0, tp = 0;  // the layout that wrote it
+  int64_t zero1 = 0;                // 1: AdamW state was sharded over dp
+  std::string device;               // "cpu" or "cuda:N"
+  std::string host, created;        // rank 0's host and UTC time of the save
+  std::string sampler;              // how the stage's sampling is seeded
+};
+
 struct CheckpointInfo {
   std::string path;
-  std::string stage, commit, created, host, device, run_id;
-  int64_t step = 0, optimizer_steps = 0;
-  int64_t world = 0, dp = 0, tp = 0;
-  bool zero1 = false;
+  CheckpointHeader header;
+  std::string commit;
   int64_t bytes = 0;
   std::vector<TensorInfo> tensors;
   bool verified = false;            // every checksum verified

@@ -69,11 +69,8 @@ std::vector<std::string> gather_strings(const ProcessGroup& group, const std::st
 // Object collective: every rank returns rank `root`'s `text`.
 std::string broadcast_string(const ProcessGroup& group, const std::string& text, int root);
 
-// Wall seconds this process has spent blocked in the tensor collectives above (all_reduce,
-// Work::wait, all_gather, reduce_scatter, broadcast, barrier) since it started: the
-// communication it could not hide, waiting for slower ranks included. CUDA collectives are
-// stream-ordered, so on a GPU this counts the host's enqueue time, not the transfer.
-double blocked_seconds();
+// (The time each rank spends blocked in these collectives is counted per group:
+// ProcessGroup::blocked_seconds.)
 
 // Version of the NCCL library linked in ("2.28.9"), or "" in a build without CUDA.
 std::string nccl_version();

@@ -8,6 +8,7 @@
 // explicitly to whatever communicates. There is no global process-group state.
 #include <mpi.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,15 @@ class ProcessGroup {
   void init_nccl();
   bool has_nccl() const;
   ncclComm* nccl_comm() const;  // nullptr without init_nccl()
+
+  // Wall seconds this rank has spent blocked in the tensor collectives on this group
+  // (collectives.hpp: all_reduce, Work::wait, all_gather, reduce_scatter, broadcast,
+  // barrier), shared by every copy of the group: the communication it could not hide,
+  // waiting for slower ranks included. CUDA collectives are stream-ordered, so on a GPU
+  // this counts the host's enqueue time, not the transfer.
+  double blocked_seconds() const;
+  // The collectives add their blocked time here.
+  void add_blocked_nanoseconds(int64_t nanoseconds) const;
 
  private:
   struct State;

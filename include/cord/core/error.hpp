@@ -48,6 +48,9 @@ class DeviceError : public Error {
 void set_process_identity(int world_rank, const std::string& host);
 // "rank 3 on node12", or "rank ?" before MPI has started.
 std::string process_identity();
+// This process's host as the World read it (MPI_Get_processor_name), or "?" before MPI has
+// started: what run records and checkpoints name as the machine.
+std::string process_host();
 
 // Throws an error of the given type with "<library> call <call> failed: <detail>
 // (<file>:<line>, rank R on HOST)".

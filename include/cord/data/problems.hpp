@@ -7,7 +7,7 @@
 //   multiple_choice  questions with listed options over a generated fact base of people
 //                    and their colour, city, pet and age (OBQA/MMSU-like): recall and
 //                    comparison; the answer line carries the option's value, not its letter
-//                    (DESIGN.md §6: small models learn facts, not letter mapping)
+//                    (docs/corpus.md, "Problems": small models learn facts, not letter mapping)
 //   ordering         transitive comparisons ("Ana is taller than Ben. ..."); who is the
 //                    tallest/shortest; difficulty = people - 2
 // Problem i is a function of (config, i) only. Its split is a function of the problem's

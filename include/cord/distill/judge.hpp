@@ -1,11 +1,13 @@
 #pragma once
 // The sequence-level judge of CORD: reward 1 when an audio rollout's final answer agrees
 // with a reference, else 0. The paper uses a distilled LLM judge; ours compares final
-// answers (DESIGN.md section 1, "ours"): numbers with a relative tolerance, anything else
+// answers (docs/method.md, "Judge and GRPO"; ours): numbers with a relative tolerance, anything else
 // (names, colours, option letters) exactly. An interface, so that other judges plug in.
 #include <memory>
 #include <optional>
 #include <string>
+
+#include "cord/config/config.hpp"
 
 namespace cord::distill {
 
@@ -27,7 +29,6 @@ class Judge {
 
 // "agreement" (the default): the audio answer agrees with the text branch's answer.
 // "ground_truth": the audio answer agrees with the corpus answer.
-// Throws UsageError for another name.
-std::unique_ptr<Judge> make_judge(const std::string& name, double tolerance);
+std::unique_ptr<Judge> make_judge(JudgeKind kind, double tolerance);
 
 }  // namespace cord::distill

@@ -1,5 +1,5 @@
 #pragma once
-// The token- and sequence-level losses of CORD (DESIGN.md section 1), on logits split over
+// The token- and sequence-level losses of CORD (docs/method.md, "Token loss"), on logits split over
 // the vocabulary across the tensor-parallel group ([..., V/P] per rank). Every softmax and
 // KL is computed in float32 at least (bf16 logits are upcast).
 //
@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "cord/comm/process_group.hpp"
+#include "cord/config/config.hpp"
 
 namespace cord::distill {
 
@@ -29,13 +30,11 @@ at::Tensor forward_kl(const at::Tensor& student_logits, const at::Tensor& teache
 at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, double alpha, double beta,
                         int64_t top_k);
 
-// How a per-position loss [B, T] (masked) becomes a scalar.
-enum class Aggregation {
-  kSum,           // the paper: sum over positions, mean over rollouts
-  kTokenMean,     // sum over every valid position of the batch / their count
-  kSequenceMean,  // mean over each rollout's positions, then mean over rollouts
-};
-Aggregation parse_aggregation(const std::string& name);  // "sum" | "token_mean" | "sequence_mean"
+// How a per-position loss [B, T] (masked) becomes a scalar (cord.aggregation):
+//   kSum           the paper: sum over positions, mean over rollouts
+//   kTokenMean     sum over every valid position of the batch / their count
+//   kSequenceMean  mean over each rollout's positions, then mean over rollouts
+using Aggregation = cord::Aggregation;
 at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Aggregation aggregation);
 
 // rewards [P, N] (N rollouts of each of P prompts) -> advantages [P, N].

@@ -26,7 +26,6 @@ struct MethodPlan {
   bool grpo = false;                              // N audio rollouts + text reference + judge
   int64_t group_size = 0;                         // N when grpo
 };
-// Throws UsageError naming cord.method for an unknown method.
 MethodPlan plan_for(const CordConfig& cord);
 
 // The rollouts of P prompts (responses end with eos unless cut at the token limit).

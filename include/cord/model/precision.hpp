@@ -7,13 +7,14 @@
 
 #include <torch/torch.h>
 
+#include "cord/config/config.hpp"
+
 namespace cord::model {
 
 enum class Precision { kFp32, kBf16 };
 
-// runtime.precision ("auto" | "fp32" | "bf16") on `device` ("cpu", "cuda:N"): auto means
-// bf16 on CUDA, fp32 on the CPU. Throws UsageError for another value.
-Precision resolve_precision(const std::string& setting, const std::string& device);
+// runtime.precision on `device` ("cpu", "cuda:N"): auto means bf16 on CUDA, fp32 on the CPU.
+Precision resolve_precision(PrecisionOption setting, const std::string& device);
 const char* precision_name(Precision precision);  // "fp32", "bf16"
 
 // Enables bf16 autocast on `device`'s type for its lifetime (nothing for fp32), restoring

@@ -88,6 +88,7 @@ class StageCheckpointer {
   double last_save_seconds_ = 0;            // how long the last save took (the wall-time margin)
   double step_ema_ = 0;
   std::vector<std::string> superseded_;     // an earlier run's files, deleted at this run's first commit
+  ckpt::BackgroundRemover removals_;        // the retention deletes of the last save
   struct Clocks;
   std::unique_ptr<Clocks> clocks_;
 };

@@ -1,7 +1,7 @@
 #pragma once
-// What every training stage (train/trainer.hpp, train/distiller.hpp) shares: the run
-// directory's metrics file, the step-line clock and duration format, the MFU denominator,
-// the trainable-parameter set of a partly frozen model, and the non-finite step guard.
+// Small pieces of the stage loop (train/stage_loop.hpp): the metrics file, the step-line
+// clock and duration format, the MFU denominator, the trainable-parameter set of a partly
+// frozen model, and the non-finite step guard.
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -18,15 +18,12 @@
 
 namespace cord::train {
 
-struct StageSummary;  // trainer.hpp
-
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start);
 // Blocks until `device` has finished the work queued on it (CUDA; nothing on the CPU), so
 // that a host clock read next covers that work: CUDA kernels run asynchronously, and a
 // phase's time would otherwise land in whichever later phase first waits for the GPU.
 void wait_for_device(const at::Device& device);
-std::string host_name();
 std::string format_duration(double seconds);  // "12m05s", "1h03m"
 
 // The matrix-multiply rate of this rank (FLOP/s) in the precision of the matrix work, the
@@ -48,17 +45,6 @@ class MetricsFile {
   std::ofstream out_;
 };
 
-// One step line on the log, with the running count of skipped steps when there are any,
-// and its JSON record (`record` plus "skipped") in `metrics` (rank 0; null elsewhere).
-void report_step(const std::string& line, nlohmann::json record, int64_t skipped, MetricsFile* metrics);
-
-// The end of a stage, collective: the weights to STAGE_DIR/model.h5 (ckpt/model_weights),
-// the `end` record (steps, skipped, last_loss, seconds, weights, plus `extra`) and the
-// closing log line. Sets summary.weights_path and summary.seconds (since `start`).
-void finish_stage(StageSummary& summary, const std::string& stage_dir, const std::string& stage, model::Lalm& model,
-                  const comm::ProcessGroups& groups, const Config& config, const std::vector<std::string>& vocab,
-                  Clock::time_point start, MetricsFile* metrics, const nlohmann::json& extra);
-
 // The parameters of `model` that require a gradient (freeze the others first), and the
 // global parameter counts.
 struct TrainableParameters {
@@ -67,15 +53,6 @@ struct TrainableParameters {
   int64_t total = 0, trainable = 0;
 };
 TrainableParameters trainable_parameters(model::Lalm& model, const comm::ProcessGroup& tp_group);
-
-// Creates RUN_DIR/STAGE (rank 0), writes the resolved config and opens metrics.jsonl with a
-// header record: stage, command, commit, host, layout, device, precision, plus `extra`.
-// `append` (a resumed stage) keeps the earlier attempts' records; the new header follows them.
-std::unique_ptr<MetricsFile> open_stage_directory(const std::string& stage_dir, const Config& config,
-                                                  const comm::ProcessGroups& groups, const std::string& stage,
-                                                  const std::string& command_line, const std::string& device,
-                                                  model::Precision precision, const nlohmann::json& extra,
-                                                  bool append = false);
 
 // Non-finite steps: agreed on by every rank, skipped, counted and logged; too many in a row
 // stop the run with an Error (the weights keep the last finite update; no model.h5 is written).

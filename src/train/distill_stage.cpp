@@ -1,0 +1,365 @@
+#include "cord/train/distill_stage.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iomanip>
+#include <numeric>
+#include <sstream>
+
+#include "cord/ckpt/model_weights.hpp"
+#include "cord/comm/collectives.hpp"
+#include "cord/core/error.hpp"
+#include "cord/core/log.hpp"
+#include "cord/data/corpus.hpp"
+#include "cord/data/rng.hpp"
+#include "cord/distill/judge.hpp"
+#include "cord/distill/losses.hpp"
+#include "cord/distill/rollouts.hpp"
+#include "cord/eval/evaluate.hpp"
+#include "cord/eval/prompts.hpp"
+#include "cord/eval/scoring.hpp"
+#include "cord/model/model_stats.hpp"
+#include "cord/model/tensor_parallel.hpp"
+#include "cord/train/optimizer.hpp"
+
+namespace cord::train {
+namespace {
+
+using distill::TokenLoss;
+
+at::Tensor float32(const at::Tensor& t) { return at::isReducedFloatingType(t.scalar_type()) ? t.to(torch::kFloat) : t; }
+
+int64_t sum_of(const std::vector<int64_t>& values) { return std::accumulate(values.begin(), values.end(), int64_t{0}); }
+
+// The student's pass over one micro-batch: rows [token rollouts][group rollouts] of its
+// prompts, each behind its audio prompt.
+struct StudentPass {
+  model::TokenRows responses;  // [rows] the rollouts, in row order
+  distill::ResponseLogits logits;
+  int64_t token_rows = 0;      // the first token_rows rows are the token rollouts
+  double positions = 0, context = 0;
+};
+
+class DistillStage final : public Stage {
+ public:
+  explicit DistillStage(StageContext& context);
+
+  std::string label() const override { return "distill " + name_of(c_.config.cord.method); }
+  std::string describe() const override;
+  nlohmann::json header_fields() const override { return {{"init", init_}, {"method", name_of(c_.config.cord.method)}}; }
+  int64_t bucket_window() const override { return 8; }  // audio lengths vary: bucket to pad less
+  int64_t passes() const override { return c_.config.cord.ppo_inner_steps; }
+  void configure_optimizer(AdamW& optimizer) override;
+  bool validates_at_start() const override { return true; }
+  StepStats prepare_step(int64_t step, const data::Batch& batch, StepTimer& timer) override;
+  void begin_pass(int64_t pass) override;
+  void end_pass(int64_t pass) override;
+  MicroBatchLoss forward(const MicroBatch& micro, StepTimer& timer) override;
+  void describe_window(const LogWindow& window, int dp, double seconds, std::string& line,
+                       nlohmann::json& record) const override;
+  Validation validate() override;
+
+ private:
+  model::Lalm& teacher() { return frozen_teacher_.is_empty() ? c_.model : frozen_teacher_; }
+  bool learns(const std::string& group) const;
+  ckpt::WeightsHeader load_init(model::Lalm& model);
+  at::Tensor rewards(const data::Batch& batch) const;
+  StudentPass student_pass(const MicroBatch& micro);
+  at::Tensor token_term(const MicroBatch& micro, const StudentPass& student, StepTimer& timer, StepStats& stats);
+  at::Tensor sequence_term(const MicroBatch& micro, const StudentPass& student);
+  double forward_flops(double positions, double context) const;
+
+  StageContext& c_;
+  std::string init_;
+  distill::MethodPlan plan_;
+    std::unique_ptr<distill::Judge> judge_;
+  std::vector<std::string> trainable_;
+  model::Lalm frozen_teacher_{nullptr};  // cord.teacher = initial; empty: the current weights teach
+  // The current step's rollouts, advantages [P_local, N] and token_mean scale.
+  distill::Rollouts rollouts_;
+  at::Tensor advantages_;
+  double token_scale_per_token_ = 0;
+  // PPO: the rollout-time sequence log-probabilities [P_local, N] (undefined on the first
+  // pass, whose ratio is 1), and the current pass's, written on the first pass.
+  at::Tensor old_log_probs_, log_probs_;
+};
+
+DistillStage::DistillStage(StageContext& context) : c_(context) {
+  const TrainConfig& tc = c_.config.train;
+  const CordConfig& cc = c_.config.cord;
+  plan_ = distill::plan_for(cc);
+  judge_ = distill::make_judge(cc.judge, cc.judge_tolerance);
+  init_ = !tc.init.empty() ? tc.init : tc.run_dir + "/align/model.h5";
+  if (access(init_.c_str(), R_OK) != 0) {
+    throw UsageError("train.init " + init_ +
+                     " does not exist: the distill stage starts from a base model (run the text and align stages, "
+                     "or set train.init)");
+  }
+  const ckpt::WeightsHeader header = load_init(c_.model);
+  CORD_LOG(kInfo) << "train distill: method " << name_of(cc.method) << ", starting from " << init_ << " (stage "
+                  << header.stage << ", " << header.step << " steps, commit " << header.commit << ")";
+  if (cc.teacher == TeacherWeights::kInitial) {
+    frozen_teacher_ = model::Lalm(c_.config.model, c_.groups.tp);
+    frozen_teacher_->to(c_.torch_device());
+    load_init(frozen_teacher_);
+    for (at::Tensor& p : frozen_teacher_->parameters()) p.requires_grad_(false);
+  }
+  trainable_ = split_comma_list(cc.trainable);
+  for (at::Tensor& p : c_.model->encoder->parameters()) p.requires_grad_(learns("encoder"));
+  for (at::Tensor& p : c_.model->projector->parameters()) p.requires_grad_(learns("projector"));
+  for (at::Tensor& p : c_.model->decoder->parameters()) p.requires_grad_(learns("decoder"));
+}
+
+bool DistillStage::learns(const std::string& group) const {
+  return std::find(trainable_.begin(), trainable_.end(), group) != trainable_.end();
+}
+
+ckpt::WeightsHeader DistillStage::load_init(model::Lalm& model) {
+  const ckpt::WeightsHeader header = ckpt::load_weights(init_, model);
+  ckpt::check_same_vocab(header, c_.corpus->tokenizer().vocab(), c_.config.train.corpus);
+  return header;
+}
+
+std::string DistillStage::describe() const {
+  const CordConfig& cc = c_.config.cord;
+  return "method " + name_of(cc.method) + (plan_.grpo ? ", N = " + std::to_string(plan_.group_size) + " GRPO rollouts" : "") +
+         ", teacher " + name_of(cc.teacher);
+}
+
+void DistillStage::configure_optimizer(AdamW& optimizer) {
+  const double scale = c_.config.cord.decoder_lr_scale;
+  if (scale == 1.0 || !learns("decoder")) return;
+  const int64_t scaled = optimizer.scale_lr("decoder.", scale);
+  CORD_CHECK(scaled > 0, "cord.decoder_lr_scale: no trainable parameter is named decoder.*");
+  CORD_LOG(kInfo) << "train distill: the decoder's " << scaled << " parameters learn at " << scale
+                  << "x the learning rate";
+}
+
+// rewards [P, N] of the group rollouts: the judge on each rollout's final answer against
+// the text reference's (or the corpus answer).
+at::Tensor DistillStage::rewards(const data::Batch& batch) const {
+  const data::Tokenizer& tokenizer = c_.corpus->tokenizer();
+  const int64_t prompts = static_cast<int64_t>(batch.items.size());
+  const int64_t n = plan_.group_size;
+  at::Tensor out = torch::zeros({prompts, n}, torch::kFloat);
+  auto out_a = out.accessor<float, 2>();
+  for (int64_t p = 0; p < prompts; ++p) {
+    const auto reference = eval::extract_answer(tokenizer, rollouts_.reference[static_cast<size_t>(p)]);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto answer = eval::extract_answer(tokenizer, rollouts_.group[static_cast<size_t>(p * n + i)]);
+      out_a[p][i] = static_cast<float>(judge_->reward(answer, reference, batch.answers[static_cast<size_t>(p)]));
+    }
+  }
+  return out;
+}
+
+StepStats DistillStage::prepare_step(int64_t step, const data::Batch& batch, StepTimer& timer) {
+  const CordConfig& cc = c_.config.cord;
+  const comm::ProcessGroup& dp = c_.groups.dp;
+  StepStats stats;
+  {
+    // The same rollouts on every tp rank of a dp group, different across dp groups.
+    const StepTimer::Scope timed = timer.time(Phase::kRollout);
+    at::Generator generator = at::detail::createCPUGenerator(data::mix64(
+        data::mix64(static_cast<uint64_t>(c_.config.train.seed) ^ 0x726f6c6cULL) + static_cast<uint64_t>(step) * 1024 +
+        static_cast<uint64_t>(dp.rank())));
+    rollouts_ = distill::generate_rollouts(c_.model, teacher(), batch, plan_, cc, generator, c_.precision);
+  }
+  advantages_ = at::Tensor();
+  if (plan_.grpo) {
+    const at::Tensor r = rewards(batch);
+    stats.reward_sum = r.sum().item<double>();
+    stats.rewards = static_cast<double>(r.numel());
+    advantages_ = distill::grpo_advantages(r, cc.normalize_advantages);
+  }
+  stats.rollout_tokens = static_cast<double>(rollouts_.generated_tokens);
+  stats.rollouts = static_cast<double>(rollouts_.token.size() + rollouts_.group.size() + rollouts_.reference.size());
+  // Decoding costs about one forward per generated token (the prompts' prefill left out).
+  stats.flops = forward_flops(stats.rollout_tokens, static_cast<double>(rollouts_.max_new_tokens));
+  // token_mean: the global batch's token-rollout tokens, the denominator of every micro-batch.
+  token_scale_per_token_ = 0;
+  if (c_.config.cord.aggregation == distill::Aggregation::kTokenMean && !rollouts_.token.empty()) {
+    double local_tokens = 0;
+    for (const auto& r : rollouts_.token) local_tokens += static_cast<double>(r.size());
+    at::Tensor count = torch::tensor({local_tokens}, torch::kDouble);
+    if (dp.size() > 1) comm::all_reduce(dp, count, comm::ReduceOp::kSum);
+    // A micro-batch's token_mean aggregate is a mean over its own tokens: scaled by its
+    // token count times this, the dp average is the mean over the global batch's tokens.
+    token_scale_per_token_ = static_cast<double>(dp.size()) / count.item<double>();
+  }
+  old_log_probs_ = at::Tensor();
+  return stats;
+}
+
+void DistillStage::begin_pass(int64_t pass) {
+  log_probs_ = at::Tensor();
+  if (passes() > 1 && plan_.grpo && pass == 0) {
+    const auto local_prompts = static_cast<int64_t>(rollouts_.reference.size());
+    log_probs_ = torch::zeros({local_prompts, plan_.group_size}, torch::TensorOptions().device(c_.torch_device()));
+  }
+}
+
+void DistillStage::end_pass(int64_t /*pass*/) {
+  if (log_probs_.defined()) old_log_probs_ = log_probs_;
+}
+
+StudentPass DistillStage::student_pass(const MicroBatch& micro) {
+  const int64_t n = plan_.group_size;
+  StudentPass pass;
+  std::vector<model::SequenceSpec> specs;
+  auto add = [&](int64_t prompt, const std::vector<int64_t>& response) {
+    model::SequenceSpec spec;
+    spec.audio_row = prompt - micro.begin;
+    spec.response = response;
+    specs.push_back(std::move(spec));
+    pass.responses.push_back(response);
+  };
+  const bool has_token = plan_.token_loss != TokenLoss::kNone;
+  for (int64_t p = micro.begin; p < micro.end && has_token; ++p) add(p, rollouts_.token[static_cast<size_t>(p)]);
+  for (int64_t p = micro.begin; p < micro.end; ++p) {
+    for (int64_t i = 0; i < n; ++i) add(p, rollouts_.group[static_cast<size_t>(p * n + i)]);
+  }
+  pass.token_rows = has_token ? micro.end - micro.begin : 0;
+  const at::Device device = c_.torch_device();
+  const auto [frames, frame_lengths] =
+      c_.model->encode_audio(micro.part.features.to(device), micro.part.feature_lengths.to(device));
+  const model::DecoderBatch inputs = model::assemble_sequences(c_.model, frames, frame_lengths, specs,
+                                                               eval::corpus_special_tokens(), model::Padding::kRight);
+  const at::Tensor logits = c_.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
+  pass.logits = distill::response_logits(logits, inputs, pass.responses);
+  pass.positions = static_cast<double>(sum_of(inputs.lengths));
+  pass.context = static_cast<double>(inputs.embeds.size(1));
+  return pass;
+}
+
+// The token-level term of the micro-batch (scaled), from the token rollouts' rows.
+at::Tensor DistillStage::token_term(const MicroBatch& micro, const StudentPass& student, StepTimer& timer,
+                                    StepStats& stats) {
+  const int64_t rows = student.token_rows;
+  const at::Tensor s_logits = student.logits.logits.narrow(0, 0, rows);
+  const at::Tensor mask = student.logits.mask.narrow(0, 0, rows);
+  const model::TokenRows token_responses(student.responses.begin(), student.responses.begin() + rows);
+  at::Tensor t_logits;
+  if (plan_.token_loss != TokenLoss::kCrossEntropy) {
+    // The teacher reads the text question and the same rollout; it never gets a gradient.
+    const StepTimer::Scope timed = timer.time(Phase::kTeacher);
+    const model::TokenRows questions = eval::token_rows(micro.part.question, micro.part.question_mask);
+    t_logits = distill::teacher_response_logits(teacher(), questions, token_responses, s_logits.size(1));
+    double teacher_positions = 0;
+    for (size_t r = 0; r < questions.size(); ++r) {
+      teacher_positions += static_cast<double>(questions[r].size() + token_responses[r].size());
+    }
+    stats.flops += forward_flops(teacher_positions, static_cast<double>(s_logits.size(1)));
+  }
+  const distill::TokenTerms terms =
+      distill::token_terms(plan_.token_loss, s_logits, t_logits, student.logits.targets.narrow(0, 0, rows), mask,
+                           plan_.alpha, plan_.beta, c_.config.cord.top_k, c_.groups.tp);
+  if (terms.divergence.defined()) {
+    stats.divergence_sum += (terms.divergence.detach() * mask.to(terms.divergence.scalar_type())).sum().item<double>();
+    stats.divergence_tokens += mask.sum().item<double>();
+  }
+  // token_mean: a mean over the global batch's tokens; sum / sequence_mean: over its rollouts.
+  const double prompt_share = static_cast<double>(micro.end - micro.begin) / static_cast<double>(micro.local_batch);
+  const double scale = c_.config.cord.aggregation == distill::Aggregation::kTokenMean
+                           ? mask.sum().item<double>() * token_scale_per_token_
+                           : prompt_share;
+  const at::Tensor term = distill::aggregate(terms.per_position, mask, c_.config.cord.aggregation) * scale;
+  stats.token_loss += term.item<double>();
+  return term;
+}
+
+// The GRPO term of the micro-batch (scaled), from the group rollouts' rows.
+at::Tensor DistillStage::sequence_term(const MicroBatch& micro, const StudentPass& student) {
+  const CordConfig& cc = c_.config.cord;
+  const int64_t chunk = micro.end - micro.begin, n = plan_.group_size, rows = chunk * n;
+  const at::Tensor g_logits = student.logits.logits.narrow(0, student.token_rows, rows);
+  const at::Tensor targets = student.logits.targets.narrow(0, student.token_rows, rows);
+  const at::Tensor mask = student.logits.mask.narrow(0, student.token_rows, rows);
+  const at::Tensor nll = model::vocab_parallel_cross_entropy(float32(g_logits), targets, c_.groups.tp);
+  const at::Tensor sequence_log_probs = -(nll * mask.to(nll.scalar_type())).sum(1).view({chunk, n});  // [P_c, N]
+  const at::Tensor a = advantages_.narrow(0, micro.begin, chunk).to(sequence_log_probs.device());
+  at::Tensor term;
+  if (cc.ppo_inner_steps > 1 && old_log_probs_.defined()) {
+    // PPO: the sequence ratio against the rollout-time policy, clipped.
+    const at::Tensor ratio = (sequence_log_probs - old_log_probs_.narrow(0, micro.begin, chunk)).exp();
+    const at::Tensor surrogate = torch::min(ratio * a, ratio.clamp(1.0 - cc.ppo_clip, 1.0 + cc.ppo_clip) * a);
+    term = -surrogate.mean();
+  } else {
+    term = distill::grpo_loss(sequence_log_probs, a);
+  }
+  if (log_probs_.defined()) log_probs_.narrow(0, micro.begin, chunk).copy_(sequence_log_probs.detach());
+  return term * (static_cast<double>(chunk) / static_cast<double>(micro.local_batch));
+}
+
+MicroBatchLoss DistillStage::forward(const MicroBatch& micro, StepTimer& timer) {
+  const CordConfig& cc = c_.config.cord;
+  MicroBatchLoss out;
+  out.loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(c_.torch_device()));
+  const StudentPass student = student_pass(micro);
+  out.stats.positions = student.positions;
+  out.stats.flops = forward_flops(3.0 * student.positions, student.context);
+  if (plan_.token_loss != TokenLoss::kNone) {
+    out.loss = out.loss + cc.token_loss_weight * token_term(micro, student, timer, out.stats);
+  }
+  if (plan_.grpo) {
+    const at::Tensor term = sequence_term(micro, student);
+    out.stats.sequence_loss += term.item<double>();
+    out.loss = out.loss + cc.sequence_loss_weight * term;
+  }
+  return out;
+}
+
+// Decoder FLOPs of forwarding `positions` tokens at context length `context` (the encoder's
+// share of the student pass is small at our clip lengths and left out).
+double DistillStage::forward_flops(double positions, double context) const {
+  const model::ModelStats stats =
+      model::compute_model_stats(c_.config.model, std::max<int64_t>(1, static_cast<int64_t>(context)), 1);
+  return stats.decoder_forward_flops_per_token * positions;
+}
+
+void DistillStage::describe_window(const LogWindow& window, int dp, double seconds, std::string& line,
+                                   nlohmann::json& record) const {
+  const StepStats& w = window.sums;
+  const double token_loss = window.mean(&StepStats::token_loss, dp);
+  const double sequence_loss = window.mean(&StepStats::sequence_loss, dp);
+  const double divergence = ratio_or_zero(w.divergence_sum, w.divergence_tokens);
+  const double reward = ratio_or_zero(w.reward_sum, w.rewards);
+  const double length = ratio_or_zero(w.rollout_tokens, w.rollouts);
+  const double rollout_tokens_per_s = w.rollout_tokens / seconds;
+  char text[192];
+  std::snprintf(text, sizeof text, " | tok %.4f | seq %.4f | kl %.4f | reward %.3f | len %.1f | %.0f rollout tok/s",
+                token_loss, sequence_loss, divergence, reward, length, rollout_tokens_per_s);
+  line = text;
+  record["token_loss"] = token_loss;
+  record["sequence_loss"] = sequence_loss;
+  record["divergence"] = divergence;
+  record["reward"] = reward;
+  record["rollout_length"] = length;
+  record["rollout_tokens_per_s"] = rollout_tokens_per_s;
+}
+
+// Greedy accuracy from audio and from text on the validation split.
+Validation DistillStage::validate() {
+  eval::EvalOptions options;
+  options.split = data::Split::kValidation;
+  options.max_items = c_.config.train.val_items;
+  options.max_new_tokens = c_.config.eval.max_new_tokens;
+  options.batch = c_.config.eval.batch;
+  options.precision = c_.precision;
+  const eval::EvalOutcome outcome = eval::evaluate(c_.model, *c_.corpus, options, c_.groups);
+  std::ostringstream summary;
+  summary << "audio accuracy " << std::fixed << std::setprecision(1) << outcome.scores.audio_accuracy()
+          << "% | text accuracy " << outcome.scores.text_accuracy() << "%";
+  return {{{"audio_accuracy", outcome.scores.audio_accuracy()},
+           {"text_accuracy", outcome.scores.text_accuracy()},
+           {"scores", eval::scores_json(outcome.scores)}},
+          summary.str()};
+}
+
+}  // namespace
+
+std::unique_ptr<Stage> make_distill_stage(StageContext& context) { return std::make_unique<DistillStage>(context); }
+
+}  // namespace cord::train
