@@ -30,6 +30,10 @@ TORCH_VERSION=2.11.0
 NUMPY_VERSION=2.4.6
 H5PY_VERSION=3.16.0
 MATPLOTLIB_VERSION=3.11.2  # bench/ plots (Table 1 accuracy over steps)
+# The Hugging Face oracles of tests/hf (tiny random models built from configs, no download).
+TRANSFORMERS_VERSION=5.24.0
+SAFETENSORS_VERSION=0.8.0
+TOKENIZERS_VERSION=0.23.3
 VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
 BUILD_DIR=${CORD_BUILD_DIR:-build}
 JOBS=${CORD_JOBS:-2}
@@ -44,6 +48,7 @@ DEBIAN_PACKAGES=(
   espeak-ng libespeak-ng-dev libsoxr-dev libsndfile1-dev   # speech synthesis, resampling, WAV
   libgtest-dev libgmock-dev libbenchmark-dev               # tests and benchmarks
   slurm-wlm slurm-wlm-basic-plugins munge                  # the local Slurm cluster of tests/slurm
+  libpcre2-dev libutf8proc-dev             # tokenizer.json: pre-tokenizer regex (Unicode), NFC
 )
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -73,9 +78,12 @@ install_debian_packages() {
 }
 
 python_env_ok() {
-  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$TORCH_VERSION" <<'PY' 2>/dev/null
-import sys, torch, numpy, h5py, matplotlib
-sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
+  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$TORCH_VERSION" "$TRANSFORMERS_VERSION" \
+      "$SAFETENSORS_VERSION" "$TOKENIZERS_VERSION" <<'PY' 2>/dev/null
+import sys, torch, numpy, h5py, matplotlib, transformers, safetensors, tokenizers
+wanted = sys.argv[1:]
+found = [torch.__version__.split("+")[0], transformers.__version__, safetensors.__version__, tokenizers.__version__]
+sys.exit(0 if found == wanted else 1)
 PY
 }
 
@@ -84,15 +92,16 @@ install_python_env() {
     say "Python environment: $VENV (torch $TORCH_VERSION) present"
     return
   fi
-  say "Python environment: creating $VENV with torch $TORCH_VERSION (a CUDA build, several GB; once per machine)"
+  say "Python environment: creating or completing $VENV (torch $TORCH_VERSION is a CUDA build, several GB; once per machine)"
   command -v python3 >/dev/null || fail "python3 not found: install python3 and python3-venv"
   mkdir -p "$(dirname "$VENV")"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || fail "python3 -m venv $VENV failed (install python3-venv)"
   "$VENV/bin/python" -m pip install --progress-bar off --upgrade pip >/dev/null || fail "pip upgrade failed in $VENV"
-  "$VENV/bin/python" -m pip install --progress-bar off "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" \
-      "h5py==$H5PY_VERSION" "matplotlib==$MATPLOTLIB_VERSION" ||
-    fail "pip could not install torch==$TORCH_VERSION numpy==$NUMPY_VERSION h5py==$H5PY_VERSION matplotlib==$MATPLOTLIB_VERSION"
-  python_env_ok || fail "torch $TORCH_VERSION does not import from $VENV"
+  local pins=("torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" "h5py==$H5PY_VERSION" "matplotlib==$MATPLOTLIB_VERSION"
+              "transformers==$TRANSFORMERS_VERSION" "safetensors==$SAFETENSORS_VERSION"
+              "tokenizers==$TOKENIZERS_VERSION")
+  "$VENV/bin/python" -m pip install --progress-bar off "${pins[@]}" || fail "pip could not install ${pins[*]}"
+  python_env_ok || fail "${pins[*]} do not all import from $VENV"
 }
 
 build() {

@@ -11,7 +11,8 @@ namespace {
 
 // Fields that do not change the architecture (a model initialised differently loads fine).
 bool architecture_field(std::string_view key) {
-  return key.substr(0, 6) == "model." && key != "model.init_seed" && key != "model.init_std";
+  return key.substr(0, 6) == "model." && key != "model.init_seed" && key != "model.init_std" &&
+         key != "model.source";
 }
 
 std::string field_text(const Field& field) {
@@ -26,6 +27,15 @@ std::string field_text(const Field& field) {
         }
       },
       field.ref);
+}
+
+// The default value's text of field `key`, or `otherwise` when there is no such field.
+std::string default_field_text(const std::string& key, const std::string& otherwise) {
+  Config defaults;
+  for (const Field& field : config_fields(defaults)) {
+    if (field.key == key) return field_text(field);
+  }
+  return otherwise;
 }
 
 }  // namespace
@@ -71,8 +81,10 @@ void check_file_kind(const h5::File& file, const std::string& path, const std::s
   for (const Field& field : config_fields(config)) {
     if (!architecture_field(field.key)) continue;
     const std::string key(field.key);
-    const std::string stored = file.has_attribute("/", key) ? file.attribute_string("/", key) : "(absent)";
     const std::string wanted = field_text(field);
+    // A field added after the file was written: absent means its default then.
+    const std::string stored = file.has_attribute("/", key) ? file.attribute_string("/", key)
+                                                             : default_field_text(key, "(absent)");
     if (stored != wanted) differences += "\n  " + key + ": file " + stored + ", config " + wanted;
   }
   if (!differences.empty()) {

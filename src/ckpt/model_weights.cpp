@@ -19,7 +19,8 @@ constexpr int64_t kVersion = 1;
 
 std::string param_dataset(const std::string& name) { return "/params/" + name; }
 
-// The global tensor of `shard` on every rank of the tp group (CPU, float32, contiguous).
+}  // namespace
+
 at::Tensor gather_global(const model::ParamShard& shard, const comm::ProcessGroup& tp_group) {
   const at::Tensor local = shard.param.detach().to(torch::kFloat).contiguous();
   if (shard.split_dim < 0 || tp_group.size() == 1) return local.cpu();
@@ -27,8 +28,12 @@ at::Tensor gather_global(const model::ParamShard& shard, const comm::ProcessGrou
   for (const int64_t d : local.sizes()) stacked_shape.push_back(d);
   const at::Tensor stacked = torch::empty(stacked_shape, local.options());
   comm::all_gather(tp_group, local, stacked);
-  return torch::cat(stacked.unbind(0), shard.split_dim).contiguous().cpu();
+  std::vector<at::Tensor> parts;  // one per distinct slice: every replicas-th rank's
+  for (int64_t rank = 0; rank < tp_group.size(); rank += shard.replicas) parts.push_back(stacked[rank]);
+  return torch::cat(parts, shard.split_dim).contiguous().cpu();
 }
+
+namespace {
 
 void write_file(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                 const WeightsMeta& meta, const ModelConfig& model_config) {

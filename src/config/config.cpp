@@ -18,6 +18,11 @@ std::vector<Field> config_fields(Config& config) {
        &config.runtime.threads, at_least(0)},
       {"runtime.precision", "fp32 | bf16 (autocast matrix work, fp32 master weights and losses) | auto (bf16 on cuda)",
        choice_ref(&config.runtime.precision)},
+      {"model.source",
+       "'' = the built-in model from init_seed; hf:DIR = a Hugging Face model directory, whose config.json sets "
+       "every decoder field (vocab_size .. attention_bias) and whose safetensors are the weights of a stage without "
+       "train.init",
+       &config.model.source},
       {"model.vocab_size", "tokens including specials; corpus runs take it from the tokenizer",
        &config.model.vocab_size, positive()},
       {"model.d_model", "decoder residual width", &config.model.d_model, positive()},
@@ -29,6 +34,7 @@ std::vector<Field> config_fields(Config& config) {
       {"model.rope_theta", "rotary position embedding base", &config.model.rope_theta, positive()},
       {"model.norm_eps", "RMSNorm epsilon", &config.model.norm_eps, positive()},
       {"model.tie_embeddings", "LM head shares the token embedding matrix", &config.model.tie_embeddings},
+      {"model.attention_bias", "biases on the q, k and v projections (Qwen2)", &config.model.attention_bias},
       {"model.init_std", "normal init std; residual output projections use std / sqrt(2 * n_layers)",
        &config.model.init_std, positive()},
       {"model.init_seed", "seed of the initial weights (independent of the rank layout)", &config.model.init_seed},
@@ -296,7 +302,13 @@ void validate(const Config& config) {
 void validate_tensor_parallel(const ModelConfig& m, int tp) {
   const int kv_heads = m.n_kv_heads == 0 ? m.n_heads : m.n_kv_heads;
   require_divisible("model.n_heads", m.n_heads, "parallel.tp", tp);
-  require_divisible("model.n_kv_heads (resolved)", kv_heads, "parallel.tp", tp);
+  // Key/value heads split when tp divides them, and replicated (each on tp / n_kv_heads
+  // consecutive ranks) when n_kv_heads divides tp.
+  if (tp <= kv_heads) {
+    require_divisible("model.n_kv_heads (resolved)", kv_heads, "parallel.tp", tp);
+  } else {
+    require_divisible("parallel.tp", tp, "model.n_kv_heads (resolved)", kv_heads);
+  }
   require_divisible("model.audio.n_heads", m.audio.n_heads, "parallel.tp", tp);
   require_divisible("model.vocab_size", m.vocab_size, "parallel.tp", tp);
 }

@@ -1,5 +1,7 @@
 #include "cord/config/load.hpp"
 
+#include "cord/hf/hf_config.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -243,6 +245,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   Config config;
   if (!path.empty()) apply_toml_file(config, path);
   for (const std::string& assignment : overrides) apply_override(config, assignment);
+  hf::resolve_model_source(config.model);  // model.source = hf:DIR sets the decoder fields
   validate(config);
   return config;
 }

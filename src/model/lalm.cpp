@@ -71,7 +71,7 @@ DecoderImpl::DecoderImpl(const ModelConfig& config, const comm::ProcessGroup& tp
     : rope_(config.d_model / config.n_heads, config.max_seq_len, config.rope_theta) {
   embedding = register_module("embedding", VocabParallelEmbedding(config.vocab_size, config.d_model, tp_group));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  const AttentionShape shape{config.d_model, config.n_heads, resolved_kv_heads(config)};
+  const AttentionShape shape{config.d_model, config.n_heads, resolved_kv_heads(config), config.attention_bias};
   for (int i = 0; i < config.n_layers; ++i) {
     blocks->push_back(TransformerBlock(shape, resolved_d_ff(config), config.norm_eps, tp_group));
   }
@@ -154,7 +154,9 @@ std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, cons
     } else {
       shard.split_dim = found->second.dim;
       shard.global_shape = found->second.global_shape;
-      shard.offset = tp_group.rank() * shard.param.size(shard.split_dim);
+      shard.replicas = found->second.replicas;
+      shard.offset = (tp_group.rank() / shard.replicas) * shard.param.size(shard.split_dim);
+      shard.primary = tp_group.rank() % shard.replicas == 0;
     }
     result.push_back(std::move(shard));
   }

@@ -40,10 +40,15 @@ AttentionImpl::AttentionImpl(AttentionShape shape, comm::ProcessGroup tp_group)
     : tp_group_(tp_group),
       head_dim_(shape.dim / shape.n_heads),
       local_heads_(shape.n_heads / tp_group.size()),
-      local_kv_heads_(shape.n_kv_heads / tp_group.size()) {
-  wq = register_module("wq", ColumnParallelLinear(shape.dim, shape.n_heads * head_dim_, false, false, tp_group));
-  wk = register_module("wk", ColumnParallelLinear(shape.dim, shape.n_kv_heads * head_dim_, false, false, tp_group));
-  wv = register_module("wv", ColumnParallelLinear(shape.dim, shape.n_kv_heads * head_dim_, false, false, tp_group));
+      local_kv_heads_(std::max<int64_t>(1, shape.n_kv_heads / tp_group.size())) {
+  const bool bias = shape.qkv_bias;
+  // tp > n_kv_heads (validate_tensor_parallel requires tp % n_kv_heads == 0 then): each rank
+  // holds the one key/value head its query heads use, replicated on tp / n_kv_heads ranks.
+  const int64_t kv_replicas = std::max<int64_t>(1, tp_group.size() / shape.n_kv_heads);
+  const int64_t kv_features = shape.n_kv_heads * head_dim_;
+  wq = register_module("wq", ColumnParallelLinear(shape.dim, shape.n_heads * head_dim_, bias, false, tp_group));
+  wk = register_module("wk", ColumnParallelLinear(shape.dim, kv_features, bias, false, tp_group, kv_replicas));
+  wv = register_module("wv", ColumnParallelLinear(shape.dim, kv_features, bias, false, tp_group, kv_replicas));
   wo = register_module("wo", RowParallelLinear(shape.n_heads * head_dim_, shape.dim, false, tp_group));
 }
 

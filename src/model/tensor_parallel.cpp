@@ -107,6 +107,31 @@ int64_t split(int64_t size, const comm::ProcessGroup& group, const char* what) {
   return size / group.size();
 }
 
+// For a tensor held by groups of `replicas` consecutive tp ranks (each group one part):
+// forward identity; backward sums the gradient over the ranks of this rank's group, since
+// each of them computed only its own share of it (a replicated key/value head serves the
+// query heads of several ranks). Done with one all-reduce over the whole tp group of a
+// [parts, ...] buffer holding this rank's gradient in its part's row.
+struct SumOverReplicas : torch::autograd::Function<SumOverReplicas> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const comm::ProcessGroup* group,
+                            int64_t replicas) {
+    save_group(ctx, *group);
+    ctx->saved_data["replicas"] = replicas;
+    return x.view_as(x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const comm::ProcessGroup group = saved_group(ctx);
+    const int64_t replicas = ctx->saved_data["replicas"].toInt();
+    const int64_t part = group.rank() / replicas;
+    std::vector<int64_t> shape{group.size() / replicas};
+    shape.insert(shape.end(), grads[0].sizes().begin(), grads[0].sizes().end());
+    at::Tensor parts = at::zeros(shape, grads[0].options());
+    parts[part].copy_(grads[0]);
+    comm::all_reduce(group, parts, comm::ReduceOp::kSum);
+    return {parts[part].clone(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 namespace tp {
@@ -125,9 +150,20 @@ at::Tensor scatter_to(const at::Tensor& x, const comm::ProcessGroup& group) {
 }  // namespace tp
 
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
-                                                   bool gather_output, comm::ProcessGroup group)
-    : in_features_(in_features), out_features_(out_features), gather_output_(gather_output), group_(std::move(group)) {
-  const int64_t local_out = split(out_features, group_, "column-parallel output features");
+                                                   bool gather_output, comm::ProcessGroup group, int64_t replicas)
+    : in_features_(in_features),
+      out_features_(out_features),
+      gather_output_(gather_output),
+      replicas_(replicas),
+      group_(std::move(group)) {
+  CORD_CHECK(replicas_ >= 1 && group_.size() % replicas_ == 0 && !(gather_output && replicas_ > 1),
+             "column-parallel replicas " + std::to_string(replicas_) + " do not fit tp " + std::to_string(group_.size()));
+  const int64_t parts = group_.size() / replicas_;
+  if (out_features % parts != 0) {
+    throw UsageError("column-parallel output features " + std::to_string(out_features) + " are not divisible into " +
+                     std::to_string(parts) + " tensor-parallel parts");
+  }
+  const int64_t local_out = out_features / parts;
   weight = register_parameter("weight", torch::empty({local_out, in_features}));
   if (with_bias) bias = register_parameter("bias", torch::zeros({local_out}));
 }
@@ -135,13 +171,18 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t 
 at::Tensor ColumnParallelLinearImpl::forward(const at::Tensor& x) { return forward_in_region(tp::copy_to(x, group_)); }
 
 at::Tensor ColumnParallelLinearImpl::forward_in_region(const at::Tensor& x_in_region) {
+  if (replicas_ > 1) {
+    const at::Tensor w = SumOverReplicas::apply(weight, &group_, replicas_);
+    const at::Tensor b = bias.defined() ? SumOverReplicas::apply(bias, &group_, replicas_) : at::Tensor();
+    return torch::nn::functional::linear(x_in_region, w, b);
+  }
   const at::Tensor y = torch::nn::functional::linear(x_in_region, weight, bias);
   return gather_output_ ? tp::gather_from(y, group_) : y;
 }
 
 std::map<std::string, ShardSpec> ColumnParallelLinearImpl::shard_specs() const {
-  std::map<std::string, ShardSpec> specs{{"weight", {0, {out_features_, in_features_}}}};
-  if (bias.defined()) specs["bias"] = {0, {out_features_}};
+  std::map<std::string, ShardSpec> specs{{"weight", {0, {out_features_, in_features_}, replicas_}}};
+  if (bias.defined()) specs["bias"] = {0, {out_features_}, replicas_};
   return specs;
 }
 

@@ -79,7 +79,7 @@ std::vector<ckpt::ShardedTensor> checkpoint_tensors(model::Lalm& model, const Ad
   std::map<std::string, model::ParamShard> shards;
   const bool tp_writer = groups.tp.rank() == 0;
   for (const model::ParamShard& shard : model::sharded_parameters(*model, groups.tp)) {
-    const bool writes = groups.dp.rank() == 0 && (shard.split_dim >= 0 || tp_writer);
+    const bool writes = groups.dp.rank() == 0 && (shard.split_dim >= 0 ? shard.primary : tp_writer);
     tensors.push_back({"params/" + shard.name, shard.param, shard.global_shape, shard.split_dim, shard.offset, writes});
     shards.emplace(shard.name, shard);
   }
@@ -88,7 +88,7 @@ std::vector<ckpt::ShardedTensor> checkpoint_tensors(model::Lalm& model, const Ad
       const model::ParamShard& shard = shards.at(state.name);
       const at::Tensor& local = std::string(moment) == "exp_avg" ? state.exp_avg : state.exp_avg_sq;
       const int owner = zero1 ? state.owner : 0;
-      const bool writes = groups.dp.rank() == owner && (shard.split_dim >= 0 || tp_writer);
+      const bool writes = groups.dp.rank() == owner && (shard.split_dim >= 0 ? shard.primary : tp_writer);
       tensors.push_back({std::string("optim/") + moment + "/" + state.name, local, shard.global_shape, shard.split_dim,
                          shard.offset, writes && local.defined()});
     }

@@ -109,7 +109,7 @@ double global_grad_norm(const std::vector<model::ParamShard>& parameters, const 
   at::Tensor sums = torch::zeros({2}, torch::kDouble);
   for (const model::ParamShard& shard : parameters) {
     const at::Tensor grad = shard.param.grad();
-    if (!grad.defined()) continue;
+    if (!grad.defined() || !shard.primary) continue;  // a replica's gradient counts once
     sums[shard.split_dim >= 0 ? 0 : 1] += grad.to(torch::kDouble).pow(2).sum().cpu();
   }
   at::Tensor split = sums.narrow(0, 0, 1).contiguous();

@@ -26,6 +26,10 @@ struct WeightsMeta {
   std::vector<std::string> vocab;  // the tokenizer the model was trained with
 };
 
+// Collective over `tp_group`: the global tensor of `shard` on every rank of it (CPU,
+// float32, contiguous).
+at::Tensor gather_global(const model::ParamShard& shard, const comm::ProcessGroup& tp_group);
+
 // Collective over `groups.world`: the tp ranks of dp rank 0 gather the shards, world rank
 // 0 writes `path`. Throws Error naming the file on any failure (every rank learns of it).
 void save_weights(const std::string& path, model::Lalm& model, const comm::ProcessGroups& groups,

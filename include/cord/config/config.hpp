@@ -73,6 +73,9 @@ struct AudioEncoderConfig {
 
 // [model] the decoder-only language model (Qwen2-like: RMSNorm, RoPE, SwiGLU, GQA).
 struct ModelConfig {
+  // "" = the built-in model, initialised from init_seed; "hf:DIR" = a Hugging Face model
+  // directory (hf/hf_model.hpp): the decoder fields below are then read from DIR/config.json.
+  std::string source;
   int vocab_size = 256;
   int d_model = 128;
   int n_layers = 4;
@@ -83,6 +86,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool tie_embeddings = false;
+  bool attention_bias = false;  // biases on the q, k and v projections (Qwen2)
   double init_std = 0.02;
   std::int64_t init_seed = 1234;
   AudioEncoderConfig audio;

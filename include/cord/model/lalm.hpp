@@ -106,6 +106,10 @@ struct ParamShard {
   int split_dim = -1;  // -1: replicated
   std::vector<int64_t> global_shape;
   int64_t offset = 0;  // start of this shard along split_dim
+  int64_t replicas = 1;  // consecutive tp ranks holding this same slice (ShardSpec)
+  // False on all but the first rank of a group of replicas: it neither writes the slice
+  // nor counts it in norms (its copy is identical).
+  bool primary = true;
 };
 
 // Every parameter of `module` with its shard description, in registration order.

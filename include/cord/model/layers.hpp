@@ -66,6 +66,7 @@ struct AttentionShape {
   int64_t dim;
   int64_t n_heads;
   int64_t n_kv_heads;
+  bool qkv_bias = false;  // biases on wq, wk, wv (Qwen2); wo never has one
 };
 
 class AttentionImpl : public torch::nn::Module {

@@ -46,11 +46,14 @@ at::Tensor gather_from(const at::Tensor& x, const comm::ProcessGroup& group);
 at::Tensor scatter_to(const at::Tensor& x, const comm::ProcessGroup& group);
 }  // namespace tp
 
-// How a local parameter relates to its global tensor: split along `dim` into P equal
-// parts of which this rank holds part `rank`; dim = -1 means replicated.
+// How a local parameter relates to its global tensor: split along `dim` into P / replicas
+// equal parts of which this rank holds part rank / replicas; dim = -1 means replicated on
+// every rank. replicas > 1: groups of that many consecutive ranks hold the same part (the
+// key/value heads when tp exceeds their number).
 struct ShardSpec {
   int dim = -1;
   std::vector<int64_t> global_shape;
+  int64_t replicas = 1;
 };
 
 // Implemented by every module that owns tensor-parallel parameters.
@@ -63,8 +66,10 @@ class ShardedModule {
 
 class ColumnParallelLinearImpl : public torch::nn::Module, public ShardedModule {
  public:
+  // replicas > 1: groups of `replicas` consecutive ranks hold the same slice of out/(P/replicas)
+  // features, and the weight's gradient is summed over each group (see ShardSpec).
   ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, bool gather_output,
-                           comm::ProcessGroup group);
+                           comm::ProcessGroup group, int64_t replicas = 1);
   at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out/P] (or [..., out] gathered)
   // x_in_region: the input after the caller's tp::copy_to, shared with other layers.
   at::Tensor forward_in_region(const at::Tensor& x_in_region);
@@ -77,6 +82,7 @@ class ColumnParallelLinearImpl : public torch::nn::Module, public ShardedModule 
   int64_t in_features_;
   int64_t out_features_;
   bool gather_output_;
+  int64_t replicas_;
   comm::ProcessGroup group_;
 };
 TORCH_MODULE(ColumnParallelLinear);

@@ -1,0 +1,110 @@
+#include "cord/hf/chat_template.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cord/core/error.hpp"
+
+namespace cord::hf {
+namespace {
+
+constexpr const char* kStart = "<|im_start|>";
+constexpr const char* kEnd = "<|im_end|>";
+
+bool read_file(const std::string& path, std::string& text) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  text = buffer.str();
+  return true;
+}
+
+// A Jinja string literal's escapes that ChatML templates use: \n and \' .
+std::string unescape(const std::string& literal) {
+  std::string out;
+  for (size_t i = 0; i < literal.size(); ++i) {
+    if (literal[i] == '\\' && i + 1 < literal.size() && (literal[i + 1] == 'n' || literal[i + 1] == '\'')) {
+      out += literal[i + 1] == 'n' ? '\n' : '\'';
+      ++i;
+    } else {
+      out += literal[i];
+    }
+  }
+  return out;
+}
+
+// The literal default system turn: "<|im_start|>system" + newline + TEXT + "<|im_end|>"
+// inside one string literal of the template (TEXT without Jinja expressions).
+bool find_default_system(const std::string& text, std::string& content) {
+  const std::string opening = std::string(kStart) + "system";
+  for (size_t at = text.find(opening); at != std::string::npos; at = text.find(opening, at + 1)) {
+    size_t begin = at + opening.size();
+    if (text.compare(begin, 2, "\\n") == 0) {
+      begin += 2;
+    } else if (begin < text.size() && text[begin] == '\n') {
+      begin += 1;
+    } else {
+      continue;
+    }
+    const size_t end = text.find(kEnd, begin);
+    if (end == std::string::npos) continue;
+    const std::string literal = text.substr(begin, end - begin);
+    if (literal.find_first_of("{}+") != std::string::npos || literal.find("' ") != std::string::npos) continue;
+    content = unescape(literal);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+ChatTemplate ChatTemplate::recognise(const std::string& template_text, const std::string& source_name) {
+  const bool chatml = template_text.find(kStart) != std::string::npos && template_text.find(kEnd) != std::string::npos &&
+                      template_text.find("add_generation_prompt") != std::string::npos &&
+                      template_text.find("role") != std::string::npos;
+  if (!chatml) {
+    throw UsageError(source_name + ": chat_template is not a ChatML template (<|im_start|>ROLE ... <|im_end|>), "
+                                   "the only chat format cord renders");
+  }
+  ChatTemplate result;
+  result.has_default_system_ = find_default_system(template_text, result.default_system_);
+  return result;
+}
+
+ChatTemplate ChatTemplate::from_model_directory(const std::string& directory) {
+  std::string text;
+  const std::string jinja = directory + "/chat_template.jinja";
+  if (read_file(jinja, text)) return recognise(text, jinja);
+  const std::string config_path = directory + "/tokenizer_config.json";
+  if (!read_file(config_path, text)) {
+    throw UsageError(directory + " has neither chat_template.jinja nor tokenizer_config.json (no chat template)");
+  }
+  const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) throw UsageError(config_path + " is not a JSON object");
+  if (!config.contains("chat_template") || !config["chat_template"].is_string()) {
+    throw UsageError(config_path + ": chat_template is missing or not a string (cord renders one template)");
+  }
+  return recognise(config["chat_template"].get<std::string>(), config_path);
+}
+
+std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  std::string out;
+  auto turn = [&](const std::string& role, const std::string& content) {
+    out += std::string(kStart) + role + "\n" + content + kEnd + "\n";
+  };
+  if (has_default_system_ && !messages.empty() && messages.front().role != "system") turn("system", default_system_);
+  for (const ChatMessage& message : messages) {
+    if (message.role != "system" && message.role != "user" && message.role != "assistant") {
+      throw UsageError("chat message role '" + message.role + "' is not system, user or assistant");
+    }
+    turn(message.role, message.content);
+  }
+  if (add_generation_prompt) out += std::string(kStart) + "assistant\n";
+  return out;
+}
+
+}  // namespace cord::hf

@@ -1,0 +1,221 @@
+#include "cord/hf/hf_config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "cord/core/error.hpp"
+
+namespace cord::hf {
+namespace {
+
+using nlohmann::json;
+
+// The architectures cord implements, by model_type.
+struct Family {
+  const char* model_type;
+  const char* architecture;
+  bool qkv_bias;  // Qwen2 always has q/k/v biases and no field for them
+};
+constexpr Family kFamilies[] = {{"llama", "LlamaForCausalLM", false},
+                                {"mistral", "MistralForCausalLM", false},
+                                {"qwen2", "Qwen2ForCausalLM", true}};
+
+class ConfigReader {
+ public:
+  ConfigReader(const json& root, const std::string& file_name) : root_(root), file_(file_name) {}
+
+  [[noreturn]] void refuse(const std::string& field, const std::string& why) const {
+    throw UsageError(file_ + ": " + field + " " + why);
+  }
+  bool has(const char* key) const { return root_.contains(key) && !root_[key].is_null(); }
+  const json& at(const char* key) const { return root_[key]; }
+
+  int64_t integer(const char* key, std::optional<int64_t> fallback = std::nullopt) const {
+    if (!has(key)) {
+      if (fallback) return *fallback;
+      refuse(key, "is missing");
+    }
+    if (!root_[key].is_number_integer()) refuse(key, "is not an integer");
+    return root_[key].get<int64_t>();
+  }
+  int positive_int(const char* key, std::optional<int64_t> fallback = std::nullopt) const {
+    const int64_t value = integer(key, fallback);
+    if (value <= 0 || value > std::numeric_limits<int>::max()) {
+      refuse(key, "= " + std::to_string(value) + " is not a positive int");
+    }
+    return static_cast<int>(value);
+  }
+  double number(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    if (!root_[key].is_number()) refuse(key, "is not a number");
+    const double value = root_[key].get<double>();
+    if (!std::isfinite(value) || value <= 0) refuse(key, "= " + root_[key].dump() + " is not a positive number");
+    return value;
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!root_[key].is_boolean()) refuse(key, "is not true or false");
+    return root_[key].get<bool>();
+  }
+  std::string text(const char* key) const {
+    if (!has(key)) return "";
+    if (!root_[key].is_string()) refuse(key, "is not a string");
+    return root_[key].get<std::string>();
+  }
+  // A field that must be absent, null or equal to `allowed` (what cord implements).
+  void require(const char* key, const json& allowed, const std::string& why) const {
+    if (has(key) && root_[key] != allowed) refuse(key, "= " + root_[key].dump() + " is not supported: " + why);
+  }
+
+ private:
+  const json& root_;
+  std::string file_;
+};
+
+const Family& read_family(const ConfigReader& config, HfModelInfo& info) {
+  info.model_type = config.text("model_type");
+  const Family* family = nullptr;
+  std::string known;
+  for (const Family& candidate : kFamilies) {
+    if (info.model_type == candidate.model_type) family = &candidate;
+    known += std::string(known.empty() ? "" : ", ") + candidate.model_type;
+  }
+  if (family == nullptr) {
+    config.refuse("model_type", "= \"" + info.model_type + "\" is not supported (cord implements " + known + ")");
+  }
+  if (config.has("architectures")) {
+    const json& list = config.at("architectures");
+    if (!list.is_array() || list.size() != 1 || !list[0].is_string() || list[0] != family->architecture) {
+      config.refuse("architectures", "= " + list.dump() + " is not [\"" + family->architecture +
+                                         "\"] (what model_type " + info.model_type + " means to cord)");
+    }
+  }
+  info.architecture = family->architecture;
+  return *family;
+}
+
+// rope_theta from transformers 5's rope_parameters or the older rope_theta + rope_scaling.
+double read_rope_theta(const ConfigReader& config) {
+  const char* parameters_key = config.has("rope_parameters") ? "rope_parameters" : "rope_scaling";
+  double theta = config.number("rope_theta", 10000.0);
+  if (config.has(parameters_key)) {
+    const json& parameters = config.at(parameters_key);
+    if (!parameters.is_object()) config.refuse(parameters_key, "is not an object");
+    const std::string type_key = parameters.contains("rope_type") ? "rope_type" : "type";
+    const json type = parameters.value(type_key, json("default"));
+    if (type != "default") {
+      config.refuse(std::string(parameters_key) + "." + type_key,
+                    "= " + type.dump() + " is not supported (cord implements rope type \"default\")");
+    }
+    if (parameters.contains("rope_theta")) {
+      const json& value = parameters["rope_theta"];
+      if (!value.is_number() || !(value.get<double>() > 0)) {
+        config.refuse(std::string(parameters_key) + ".rope_theta", "is not a positive number");
+      }
+      theta = value.get<double>();
+    }
+  }
+  return theta;
+}
+
+void refuse_unimplemented(const ConfigReader& config, const Family& family) {
+  config.require("hidden_act", "silu", "cord's MLP is SwiGLU with SiLU");
+  if (config.has("quantization_config")) {
+    config.refuse("quantization_config", "is present: quantised weights are not supported (dequantise them first)");
+  }
+  config.require("pretraining_tp", 1, "the sliced-matmul emulation of pretraining_tp > 1 is not implemented");
+  config.require("mlp_bias", false, "cord's MLP has no biases");
+  if (!family.qkv_bias) config.require("attention_bias", false, "cord's Llama attention has no biases");
+  config.require("use_sliding_window", false, "sliding-window attention is not implemented");
+  if (family.model_type == std::string("mistral")) {
+    config.require("sliding_window", nullptr, "sliding-window attention is not implemented");
+  }
+  if (config.has("layer_types")) {
+    const json& types = config.at("layer_types");
+    if (!types.is_array()) config.refuse("layer_types", "is not a list");
+    for (const json& type : types) {
+      if (type != "full_attention") {
+        config.refuse("layer_types", "contains " + type.dump() + "; cord implements full_attention layers only");
+      }
+    }
+  }
+}
+
+std::vector<int64_t> read_token_ids(const ConfigReader& config, const char* key) {
+  std::vector<int64_t> ids;
+  if (!config.has(key)) return ids;
+  const json& value = config.at(key);
+  for (const json& id : value.is_array() ? value : json::array({value})) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0) config.refuse(key, "is not a token id or a list of them");
+    ids.push_back(id.get<int64_t>());
+  }
+  return ids;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("cannot read " + path + ": " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+HfModelInfo apply_hf_config(std::string_view json_text, const std::string& file_name, ModelConfig& model) {
+  const json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) throw UsageError(file_name + " is not a JSON object");
+  const ConfigReader config(root, file_name);
+  HfModelInfo info;
+  const Family& family = read_family(config, info);
+  refuse_unimplemented(config, family);
+  model.vocab_size = config.positive_int("vocab_size");
+  model.d_model = config.positive_int("hidden_size");
+  model.n_layers = config.positive_int("num_hidden_layers");
+  model.n_heads = config.positive_int("num_attention_heads");
+  model.n_kv_heads = config.positive_int("num_key_value_heads", model.n_heads);
+  model.d_ff = config.positive_int("intermediate_size");
+  if (model.d_model % model.n_heads != 0) {
+    config.refuse("hidden_size", "= " + std::to_string(model.d_model) + " is not divisible by num_attention_heads");
+  }
+  config.require("head_dim", model.d_model / model.n_heads, "cord's head width is hidden_size / num_attention_heads");
+  model.rope_theta = read_rope_theta(config);
+  model.norm_eps = config.number("rms_norm_eps", 1e-6);
+  model.tie_embeddings = config.boolean("tie_word_embeddings", false);
+  model.attention_bias = family.qkv_bias;
+  info.max_position_embeddings = config.positive_int("max_position_embeddings");
+  model.max_seq_len = static_cast<int>(std::min<int64_t>(model.max_seq_len, info.max_position_embeddings));
+  info.weights_dtype = config.has("dtype") ? config.text("dtype") : config.text("torch_dtype");
+  info.eos_token_ids = read_token_ids(config, "eos_token_id");
+  const std::vector<int64_t> bos = read_token_ids(config, "bos_token_id");
+  info.bos_token_id = bos.empty() ? -1 : bos.front();
+  return info;
+}
+
+std::string hf_directory(const std::string& source) {
+  if (source.empty()) return "";
+  if (source.rfind("hf:", 0) != 0 || source.size() == 3) {
+    throw UsageError("model.source = '" + source + "' is neither empty (the built-in model) nor hf:DIR");
+  }
+  return source.substr(3);
+}
+
+HfModelInfo resolve_model_source(ModelConfig& model) {
+  const std::string directory = hf_directory(model.source);
+  if (directory.empty()) return {};
+  const std::string path = directory + "/config.json";
+  std::ifstream probe(path);
+  if (!probe) {
+    throw UsageError("model.source = '" + model.source + "': " + path + " does not exist (not a Hugging Face model directory)");
+  }
+  return apply_hf_config(read_text_file(path), path, model);
+}
+
+}  // namespace cord::hf
