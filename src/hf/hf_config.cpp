@@ -102,22 +102,23 @@ const Family& read_family(const ConfigReader& config, HfModelInfo& info) {
 }
 
 // rope_theta from transformers 5's rope_parameters or the older rope_theta + rope_scaling.
+// Both objects are checked when both are present: either may ask for a scaling.
 double read_rope_theta(const ConfigReader& config) {
-  const char* parameters_key = config.has("rope_parameters") ? "rope_parameters" : "rope_scaling";
   double theta = config.number("rope_theta", 10000.0);
-  if (config.has(parameters_key)) {
-    const json& parameters = config.at(parameters_key);
-    if (!parameters.is_object()) config.refuse(parameters_key, "is not an object");
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!config.has(key)) continue;
+    const json& parameters = config.at(key);
+    if (!parameters.is_object()) config.refuse(key, "is not an object");
     const std::string type_key = parameters.contains("rope_type") ? "rope_type" : "type";
     const json type = parameters.value(type_key, json("default"));
     if (type != "default") {
-      config.refuse(std::string(parameters_key) + "." + type_key,
+      config.refuse(std::string(key) + "." + type_key,
                     "= " + type.dump() + " is not supported (cord implements rope type \"default\")");
     }
     if (parameters.contains("rope_theta")) {
       const json& value = parameters["rope_theta"];
       if (!value.is_number() || !(value.get<double>() > 0)) {
-        config.refuse(std::string(parameters_key) + ".rope_theta", "is not a positive number");
+        config.refuse(std::string(key) + ".rope_theta", "is not a positive number");
       }
       theta = value.get<double>();
     }

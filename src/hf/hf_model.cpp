@@ -177,7 +177,10 @@ void export_hf_directory(const ExportRequest& request,
   } else {
     config = builtin_config(request.model);
   }
-  const std::string source_dtype = config.value("dtype", config.value("torch_dtype", std::string("float32")));
+  std::string source_dtype = "float32";  // the weights' dtype as config.json states it ("dtype" or, older, "torch_dtype")
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (config.contains(key) && config[key].is_string()) source_dtype = config[key].get<std::string>();
+  }
   const at::ScalarType type = export_type(request.dtype, source_dtype);
   config[config.contains("torch_dtype") ? "torch_dtype" : "dtype"] = torch_dtype_name(type);
 

@@ -116,7 +116,7 @@ KvCache DecoderImpl::make_cache(int64_t batch, int64_t capacity) const {
   return cache;
 }
 
-LalmImpl::LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group)
+LalmImpl::LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group, Initialization init)
     : config_(config), tp_group_(std::move(tp_group)) {
   validate_model(config);
   validate_tensor_parallel(config, tp_group_.size());
@@ -125,7 +125,9 @@ LalmImpl::LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group)
   projector = register_module("projector",
                               Projector(config.audio.d_model, config.audio.projector_stack, config.d_model, tp_group_));
   decoder = register_module("decoder", Decoder(config, tp_group_));
-  initialize_parameters(*this, tp_group_, config.init_seed, config.init_std, config.n_layers);
+  const std::vector<std::string> drawn =
+      init == Initialization::kAll ? std::vector<std::string>{""} : std::vector<std::string>{"encoder.", "projector."};
+  initialize_parameters(*this, tp_group_, config.init_seed, config.init_std, config.n_layers, drawn);
 }
 
 std::pair<at::Tensor, at::Tensor> LalmImpl::encode_audio(const at::Tensor& mel, const at::Tensor& lengths) {
@@ -204,9 +206,15 @@ at::Tensor initial_value(const std::string& name, const std::vector<int64_t>& sh
 }  // namespace
 
 void initialize_parameters(torch::nn::Module& module, const comm::ProcessGroup& tp_group, int64_t seed,
-                           double init_std, int64_t n_layers) {
+                           double init_std, int64_t n_layers, const std::vector<std::string>& prefixes) {
   torch::NoGradGuard no_grad;
   for (const ParamShard& shard : sharded_parameters(module, tp_group)) {
+    bool drawn = false;
+    for (const std::string& prefix : prefixes) drawn = drawn || shard.name.rfind(prefix, 0) == 0;
+    if (!drawn) {
+      shard.param.zero_();
+      continue;
+    }
     at::Tensor value = initial_value(shard.name, shard.global_shape, seed, init_std, n_layers);
     if (shard.split_dim >= 0) value = value.narrow(shard.split_dim, shard.offset, shard.param.size(shard.split_dim));
     shard.param.copy_(value);

@@ -77,11 +77,19 @@ class DecoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Decoder);
 
+// Which parameters the constructor draws from config.init_seed.
+enum class Initialization {
+  kAll,          // every parameter (a fresh model, or one whose weights file replaces them)
+  kAllButDecoder // the caller loads the decoder (a Hugging Face model): drawing its
+                 // parameters would only cost time (minutes for billions of them)
+};
+
 class LalmImpl : public torch::nn::Module {
  public:
-  // Builds the modules and initialises every parameter from config.init_seed so that a
-  // tp = P model holds exactly the slices of the tp = 1 model.
-  LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group);
+  // Builds the modules and initialises the parameters `init` names from config.init_seed
+  // so that a tp = P model holds exactly the slices of the tp = 1 model (the others are
+  // zero until loaded).
+  LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group, Initialization init = Initialization::kAll);
   const ModelConfig& config() const { return config_; }
   const comm::ProcessGroup& tp_group() const { return tp_group_; }
 
@@ -115,9 +123,10 @@ struct ParamShard {
 // Every parameter of `module` with its shard description, in registration order.
 std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, const comm::ProcessGroup& tp_group);
 
-// (Re)initialises every parameter from `seed`: each global tensor is drawn from a
+// (Re)initialises parameters from `seed`: each global tensor is drawn from a
 // generator seeded by (seed, parameter name), then this rank keeps its slice.
+// Only the parameters whose names start with `prefix` ("" = all).
 void initialize_parameters(torch::nn::Module& module, const comm::ProcessGroup& tp_group, int64_t seed,
-                           double init_std, int64_t n_layers);
+                           double init_std, int64_t n_layers, const std::vector<std::string>& prefixes = {""});
 
 }  // namespace cord::model
