@@ -51,6 +51,28 @@ void make_directories(const std::string& path) {
   if (stat(path.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) throw Error(path + " exists and is not a folder");
 }
 
+bool regular_file_exists(const std::string& path) {
+  struct stat info {};
+  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+}
+
+std::string read_whole_file(const std::string& path) {
+  struct stat info {};
+  if (stat(path.c_str(), &info) != 0) throw UsageError("cannot read " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) throw UsageError("cannot read " + path + ": not a regular file");
+  FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) throw UsageError("cannot read " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buffer[1 << 16];
+  size_t got = 0;
+  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
+  const bool failed = std::ferror(file) != 0;
+  const int saved_errno = errno;
+  std::fclose(file);
+  if (failed) throw UsageError("cannot read " + path + ": " + std::strerror(saved_errno));
+  return text;
+}
+
 void commit_rename(const std::string& from, const std::string& to) {
   if (std::rename(from.c_str(), to.c_str()) != 0) {
     throw Error("cannot rename " + from + " to " + to + ": " + std::strerror(errno));

@@ -1,27 +1,15 @@
 #include "cord/hf/chat_template.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cord/core/error.hpp"
+#include "cord/core/files.hpp"
 
 namespace cord::hf {
 namespace {
 
 constexpr const char* kStart = "<|im_start|>";
 constexpr const char* kEnd = "<|im_end|>";
-
-bool read_file(const std::string& path, std::string& text) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  text = buffer.str();
-  return true;
-}
 
 // A Jinja string literal's escapes that ChatML templates use: \n and \' .
 std::string unescape(const std::string& literal) {
@@ -76,13 +64,13 @@ ChatTemplate ChatTemplate::recognise(const std::string& template_text, const std
 }
 
 ChatTemplate ChatTemplate::from_model_directory(const std::string& directory) {
-  std::string text;
   const std::string jinja = directory + "/chat_template.jinja";
-  if (read_file(jinja, text)) return recognise(text, jinja);
+  if (regular_file_exists(jinja)) return recognise(read_whole_file(jinja), jinja);
   const std::string config_path = directory + "/tokenizer_config.json";
-  if (!read_file(config_path, text)) {
+  if (!regular_file_exists(config_path)) {
     throw UsageError(directory + " has neither chat_template.jinja nor tokenizer_config.json (no chat template)");
   }
+  const std::string text = read_whole_file(config_path);
   const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) throw UsageError(config_path + " is not a JSON object");
   if (!config.contains("chat_template") || !config["chat_template"].is_string()) {

@@ -1,16 +1,13 @@
 #include "cord/hf/hf_config.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "cord/core/error.hpp"
+#include "cord/core/files.hpp"
 
 namespace cord::hf {
 namespace {
@@ -160,14 +157,6 @@ std::vector<int64_t> read_token_ids(const ConfigReader& config, const char* key)
   return ids;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot read " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 }  // namespace
 
 HfModelInfo apply_hf_config(std::string_view json_text, const std::string& file_name, ModelConfig& model) {
@@ -212,11 +201,10 @@ HfModelInfo resolve_model_source(ModelConfig& model) {
   const std::string directory = hf_directory(model.source);
   if (directory.empty()) return {};
   const std::string path = directory + "/config.json";
-  std::ifstream probe(path);
-  if (!probe) {
+  if (!regular_file_exists(path)) {
     throw UsageError("model.source = '" + model.source + "': " + path + " does not exist (not a Hugging Face model directory)");
   }
-  return apply_hf_config(read_text_file(path), path, model);
+  return apply_hf_config(read_whole_file(path), path, model);
 }
 
 }  // namespace cord::hf

@@ -1,14 +1,8 @@
 #include "cord/hf/hf_model.hpp"
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
@@ -46,19 +40,6 @@ constexpr const char* kTokenizerFiles[] = {"tokenizer.json",     "tokenizer_conf
 bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool file_exists(const std::string& path) {
-  struct stat info {};
-  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot read " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) { return c10::str(c10::IntArrayRef(shape)); }
@@ -172,7 +153,7 @@ void export_hf_directory(const ExportRequest& request,
   json config;
   if (!request.source_directory.empty()) {
     const std::string path = request.source_directory + "/config.json";
-    config = json::parse(read_text(path), nullptr, /*allow_exceptions=*/false);
+    config = json::parse(read_whole_file(path), nullptr, /*allow_exceptions=*/false);
     if (config.is_discarded() || !config.is_object()) throw UsageError(path + " is not a JSON object");
   } else {
     config = builtin_config(request.model);
@@ -195,7 +176,7 @@ void export_hf_directory(const ExportRequest& request,
   if (!request.source_directory.empty()) {
     for (const char* file : kTokenizerFiles) {
       const std::string from = request.source_directory + "/" + file;
-      if (file_exists(from)) write_file_atomically(request.out_directory + "/" + file, read_text(from));
+      if (regular_file_exists(from)) write_file_atomically(request.out_directory + "/" + file, read_whole_file(from));
     }
   }
 }

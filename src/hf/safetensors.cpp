@@ -8,9 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
@@ -18,22 +16,9 @@
 namespace cord::hf {
 namespace {
 
-bool file_exists(const std::string& path) {
-  struct stat info {};
-  return stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("cannot open " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // The shard file names of an index (weight_map: tensor -> file), checked.
 std::map<std::string, std::string> read_weight_map(const std::string& index_path) {
-  const nlohmann::json root = nlohmann::json::parse(read_text(index_path), nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json root = nlohmann::json::parse(read_whole_file(index_path), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) throw UsageError(index_path + " is not a JSON object");
   if (!root.contains("weight_map") || !root["weight_map"].is_object()) {
     throw UsageError(index_path + " has no \"weight_map\" object");
@@ -122,13 +107,13 @@ at::Tensor SafetensorsFile::read(const TensorEntry& entry, const Slice& slice, a
 SafetensorsDirectory::SafetensorsDirectory(const std::string& directory) : directory_(directory) {
   const std::string index_path = directory + "/model.safetensors.index.json";
   const std::string single_path = directory + "/model.safetensors";
-  if (file_exists(index_path)) {
+  if (regular_file_exists(index_path)) {
     const std::map<std::string, std::string> weight_map = read_weight_map(index_path);
     std::map<std::string, const SafetensorsFile*> opened;
     for (const auto& [tensor, file] : weight_map) {
       if (opened.count(file) == 0) {
         const std::string shard_path = directory + "/" + file;
-        if (!file_exists(shard_path)) {
+        if (!regular_file_exists(shard_path)) {
           throw UsageError(index_path + " names shard " + file + " (for tensor " + tensor + "), which does not exist");
         }
         files_.push_back(std::make_unique<SafetensorsFile>(shard_path));
@@ -139,7 +124,7 @@ SafetensorsDirectory::SafetensorsDirectory(const std::string& directory) : direc
       if (entry == nullptr) throw UsageError(index_path + " maps tensor " + tensor + " to " + shard->path() + ", which lacks it");
       where_[tensor] = {shard, entry};
     }
-  } else if (file_exists(single_path)) {
+  } else if (regular_file_exists(single_path)) {
     files_.push_back(std::make_unique<SafetensorsFile>(single_path));
     for (const TensorEntry& entry : files_.back()->header().tensors) where_[entry.name] = {files_.back().get(), &entry};
   } else {

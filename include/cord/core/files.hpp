@@ -24,6 +24,13 @@ void make_directories(const std::string& path);
 // Writes `text` to `path` atomically: temporary file, fsync, rename, fsync of the folder.
 void write_file_atomically(const std::string& path, const std::string& text);
 
+// Whether `path` names an existing regular file (not a folder).
+bool regular_file_exists(const std::string& path);
+
+// The whole of file `path` (bytes as they are); throws UsageError naming it, and why, when
+// it is missing, a folder or unreadable: the files cord reads this way come from users.
+std::string read_whole_file(const std::string& path);
+
 // Renames `from` to `to` and fsyncs the folder of `to`; throws Error naming both.
 void commit_rename(const std::string& from, const std::string& to);
 
