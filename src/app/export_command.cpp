@@ -8,6 +8,7 @@
 // Collective: the tp ranks of dp rank 0 gather the slices, world rank 0 writes.
 #include "cord/app/commands.hpp"
 #include "cord/app/runtime.hpp"
+#include "command_model.hpp"
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/comm/agree.hpp"
 #include "cord/core/log.hpp"
@@ -42,18 +43,10 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   s.request.dtype = hf::parse_export_dtype(options["dtype"].as<std::string>(), "--dtype");
   s.request.source_directory = hf::hf_directory(config.model.source);
   s.request.model = config.model;
-  s.model = model::Lalm(config.model, session.groups.tp,
-                        options.count("weights") == 0 ? model::Initialization::kAllButDecoder
-                                                      : model::Initialization::kAll);
-  if (options.count("weights") != 0) {
-    s.described = options["weights"].as<std::string>();
-    ckpt::load_weights(s.described, s.model);
-  } else if (!s.request.source_directory.empty()) {
-    s.described = s.request.source_directory;
-    hf::load_hf_decoder(s.request.source_directory, s.model);
-  } else {
-    throw UsageError("cord export: no weights: give --weights PATH or set model.source = hf:DIR");
-  }
+  CommandModel loaded = load_command_model(
+      "export", config.model, session.groups.tp, options.count("weights") ? options["weights"].as<std::string>() : "");
+  s.model = loaded.model;
+  s.described = loaded.weights;
   return s;
 }
 

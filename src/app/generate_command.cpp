@@ -23,6 +23,7 @@
 
 #include "cord/app/commands.hpp"
 #include "cord/app/runtime.hpp"
+#include "command_model.hpp"
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
@@ -49,7 +50,7 @@ void add_options(po::options_description& options) {
        "JSON lines of {\"prompt\": TEXT} or {\"messages\": [{\"role\", \"content\"}, ...]}")
       ("system", po::value<std::string>()->value_name("TEXT"),
        "the system turn of --prompt prompts (default: the template's own, if any)")
-      ("raw", po::bool_switch(), "encode --prompt text as it is, without the chat template")
+      ("raw", po::bool_switch(), "encode each prompt's one text as it is, without the chat template")
       ("ids", po::value<std::vector<std::string>>()->value_name("IDS"),
        "a prompt as token ids separated by spaces or commas (repeatable)")
       ("weights", po::value<std::string>()->value_name("PATH"),
@@ -145,9 +146,10 @@ void add_text_prompts(Setup& s, const po::variables_map& options, const std::str
   const std::optional<hf::ChatTemplate> chat =
       raw ? std::nullopt : std::optional<hf::ChatTemplate>(hf::ChatTemplate::from_model_directory(directory));
   for (const auto& messages : conversations) {
-    std::string text;
-    for (const hf::ChatMessage& message : messages) text += message.content;
-    s.prompts.push_back(raw ? widen(s.tokenizer->encode(text, /*add_special_tokens=*/true))
+    if (raw && messages.size() != 1) {
+      throw UsageError("cord generate --raw encodes one text per prompt: no --system and no multi-turn messages");
+    }
+    s.prompts.push_back(raw ? widen(s.tokenizer->encode(messages.front().content, /*add_special_tokens=*/true))
                             : widen(s.tokenizer->encode(chat->render(messages, true))));
   }
 }
@@ -165,26 +167,19 @@ Setup set_up(const Session& session, const po::variables_map& options) {
     s.prompts.push_back(parse_ids(text, config.model.vocab_size));
   }
   if (s.prompts.empty()) throw UsageError("cord generate: give at least one prompt (--prompt, --prompts or --ids)");
-  ModelConfig model_config = config.model;
-  const hf::HfModelInfo info = hf::resolve_model_source(model_config);
-  const bool from_files = options.count("weights") == 0 && !directory.empty();
-  s.model = model::Lalm(model_config, session.groups.tp,
-                        from_files ? model::Initialization::kAllButDecoder : model::Initialization::kAll);
-  if (options.count("weights") != 0) {
-    s.described = options["weights"].as<std::string>();
-    ckpt::load_weights(s.described, s.model);
-  } else if (!directory.empty()) {
-    s.described = directory;
-    hf::load_hf_decoder(directory, s.model);
-  } else {
-    throw UsageError("cord generate: no weights: set model.source = hf:DIR or give --weights PATH");
-  }
+  CommandModel loaded = load_command_model(
+      "generate", config.model, session.groups.tp, options.count("weights") ? options["weights"].as<std::string>() : "");
+  s.model = loaded.model;
+  s.described = loaded.weights;
   s.model->to(torch::Device(session.device));
   s.model->eval();
   if (options.count("eos") != 0) {
     s.tokens.eos = options["eos"].as<int64_t>();
-  } else if (!info.eos_token_ids.empty()) {
-    s.tokens.eos = info.eos_token_ids.front();
+  } else if (!directory.empty()) {
+    // Only the stop token is wanted from config.json here (loading already applied the rest).
+    ModelConfig resolved = config.model;
+    const hf::HfModelInfo info = hf::resolve_model_source(resolved);
+    if (!info.eos_token_ids.empty()) s.tokens.eos = info.eos_token_ids.front();
   }
   s.tokens.pad = s.tokens.eos;  // only fills finished rows; never attended to
   return s;

@@ -233,7 +233,6 @@ def rewrite_header(path, edit):
 
 
 def bad_cases(llama, qwen2, work):
-    single = os.path.join(llama, "model.safetensors")
     cases = []
 
     def case(label, source, mutate, expect):
@@ -288,7 +287,6 @@ def bad_cases(llama, qwen2, work):
     case("missing_shard", qwen2, missing_shard, ["model.safetensors.index.json", "does not exist"])
     case("tp_heads", llama, lambda d: edit_config(d, num_attention_heads=2, num_key_value_heads=1, head_dim=None),
          ["parallel.tp"])
-    del single
     return cases
 
 
