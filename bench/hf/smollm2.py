@@ -8,17 +8,23 @@
              either side), cord's KV-cached batched decode vs transformers generate(),
              both on --threads threads; and the load time of the weights (cord tp 1 and
              tp 3, from its log, vs safetensors.torch.load_file)
+  step       a training step (forward, backward, AdamW) of the whole model, cord
+             (bench/cord_hf_bench) vs PyTorch eager with AdamW foreach and fused, same
+             ids and threads, 3 interleaved rounds, medians
+  finetune   cord eval --ckpt source on the first --items test items, cord's text stage for
+             a few steps, cord eval of the result: text accuracy per family before/after
   accuracy   text accuracy per family on a corpus's test split: each question through the
              chat template with a fixed instruction and two worked examples per family
              (from the train split), greedy, answer taken by the scorer's answer-line rule
 Writes bench/results/smollm2_<part>.json and .md. Usage:
-  bench/hf/smollm2.py check|decode|accuracy --cord build/cord --model DIR [--corpus FILE]
+  bench/hf/smollm2.py check|decode|step|finetune|accuracy --cord build/cord --model DIR [--corpus FILE]
 """
 import argparse
 import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -199,19 +205,169 @@ def decode(args):
     save("decode", record, md)
 
 
+# --- training step -------------------------------------------------------------------------
+
+STEP_BATCH, STEP_LENGTH, STEP_REPEATS = 8, 128, 15
+
+
+def step_ids(vocab):
+    """hf_bench.cpp's ids: (b * 7919 + t * 131) % (V - 1) + 1."""
+    b = torch.arange(STEP_BATCH).unsqueeze(1)
+    t = torch.arange(STEP_LENGTH).unsqueeze(0)
+    return (b * 7919 + t * 131) % (vocab - 1) + 1
+
+
+def eager_step_times(args, fused):
+    """PyTorch eager: the same forward, loss on the last T/2 positions, backward, AdamW."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=1e-5, betas=(0.9, 0.95), eps=1e-8, fused=fused, foreach=None if fused else True)
+    ids = step_ids(model.config.vocab_size)
+    half = STEP_LENGTH // 2
+    times, loss = [], None
+    for i in range(STEP_REPEATS + 1):  # the first is the warm-up
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, half - 1:-1].reshape(-1, logits.shape[-1]),
+                                                 ids[:, half:].reshape(-1))
+        loss.backward()
+        optimizer.step()
+        if i > 0:
+            times.append(time.perf_counter() - start)
+    return times, loss.item()
+
+
+def step(args):
+    torch.set_num_threads(args.threads)
+    bench = os.path.join(os.path.dirname(os.path.abspath(args.cord)), "bench", "cord_hf_bench")
+    out_json = os.path.join(args.work_dir, "hf_bench.json")
+    env = dict(os.environ, CORD_HF_MODEL=args.model, CORD_BENCH_THREADS=str(args.threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    rows = []
+    # Interleaved rounds (cord, eager foreach, eager fused), so that machine noise hits all three.
+    for round_ in range(3):
+        result = run(["mpiexec", "--bind-to", "none", "-n", "1", bench, f"--benchmark_out={out_json}",
+                      "--benchmark_out_format=json"], env=env)
+        if result.returncode != 0:
+            sys.exit(f"FAIL: {bench} exited {result.returncode}\n{result.stderr}")
+        with open(out_json) as f:
+            runs = [b for b in json.load(f)["benchmarks"] if b.get("run_type") == "iteration"]
+        cord_ms = [b["real_time"] for b in runs]
+        cord_loss = runs[-1]["last_loss"]
+        foreach_times, eager_loss = eager_step_times(args, fused=False)
+        fused_times, _ = eager_step_times(args, fused=True)
+        rows.append({"round": round_, "cord_ms": cord_ms, "eager_foreach_ms": [1e3 * t for t in foreach_times],
+                     "eager_fused_ms": [1e3 * t for t in fused_times], "cord_last_loss": cord_loss,
+                     "eager_last_loss": eager_loss})
+
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    cord_ms = median([m for r in rows for m in r["cord_ms"]])
+    foreach_ms = median([m for r in rows for m in r["eager_foreach_ms"]])
+    fused_ms = median([m for r in rows for m in r["eager_fused_ms"]])
+    per_round = [median(r["eager_fused_ms"]) / median(r["cord_ms"]) for r in rows]
+    record = header(args, "SmolLM2-135M-Instruct training step (forward + backward + AdamW): cord vs PyTorch eager")
+    record.update({"batch": STEP_BATCH, "length": STEP_LENGTH, "rounds": rows, "cord_median_ms": cord_ms,
+                   "eager_foreach_median_ms": foreach_ms, "eager_fused_median_ms": fused_ms,
+                   "ratio_vs_fused_per_round": per_round})
+    best_eager = min(foreach_ms, fused_ms)
+    md = (f"# SmolLM2-135M-Instruct: a training step, cord vs PyTorch eager ({args.threads} threads, fp32)\n\n"
+          f"Commit {record['commit']}, `{record['command']}`.\n\n"
+          f"{STEP_BATCH} sequences of {STEP_LENGTH} ids, loss on the last {STEP_LENGTH // 2} positions of each, "
+          "backward, AdamW over all 134.5M parameters. 3 interleaved rounds; medians over every timed step "
+          f"(cord 5 x 3 a round, eager {STEP_REPEATS} a round).\n\n"
+          "| | median ms / step | eager / cord |\n|---|---|---|\n"
+          f"| cord (`bench/cord_hf_bench`) | {cord_ms:.0f} | |\n"
+          f"| PyTorch eager, AdamW foreach | {foreach_ms:.0f} | {foreach_ms / cord_ms:.2f} |\n"
+          f"| PyTorch eager, AdamW fused | {fused_ms:.0f} | {fused_ms / cord_ms:.2f} |\n\n"
+          f"cord is {best_eager / cord_ms:.2f}x the faster eager variant (> 1 = cord faster); per round vs fused: "
+          + ", ".join(f"{x:.2f}" for x in per_round) + ".\n")
+    save("step", record, md)
+
+
+# --- fine-tune: cord eval and cord train on the model itself ----------------------------------
+
+FINETUNE_STEPS, FINETUNE_BATCH, FINETUNE_LR = 40, 8, 3e-5
+
+
+def cord_command(args, *extra):
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1")
+    command = ["mpiexec", "--bind-to", "none", "-n", "1", args.cord, *extra, "--set", f"model.source=hf:{args.model}",
+               "--set", f"runtime.threads={args.threads}", "--set", "runtime.precision=fp32",
+               "--set", f"train.corpus={args.corpus}", "--set", f"eval.max_items={args.items}"]
+    started = time.perf_counter()
+    result = run(command, env=env, timeout=7200)
+    return result, time.perf_counter() - started
+
+
+def eval_scores(directory):
+    with open(os.path.join(directory, "eval.json")) as f:
+        report = json.load(f)
+    return {name: family["text_accuracy"] for name, family in report["families"].items()} | {
+        "average": report["average"]["text_accuracy"]}
+
+
+def finetune(args):
+    """cord eval --ckpt source, cord's text stage on the corpus, cord eval of the result."""
+    if not args.corpus:
+        sys.exit("finetune needs --corpus")
+    run_dir = os.path.join(args.work_dir, "finetune")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    _, before_s = cord_command(args, "eval", "--ckpt", "source", "--out", os.path.join(run_dir, "eval_source"))
+    _, train_s = cord_command(args, "train", "--set", "train.stage=text", "--set", f"train.run_dir={run_dir}",
+                                  "--set", f"train.text.steps={FINETUNE_STEPS}",
+                                  "--set", f"train.text.global_batch={FINETUNE_BATCH}",
+                                  "--set", f"train.text.lr={FINETUNE_LR}", "--set", f"train.text.min_lr={FINETUNE_LR / 10}",
+                                  "--set", "train.text.warmup_steps=4", "--set", "train.log_every=5",
+                                  "--set", "train.val_every=0", "--set", "train.val_items=0")
+    _, after_s = cord_command(args, "eval", "--ckpt", os.path.join(run_dir, "text", "model.h5"),
+                              "--out", os.path.join(run_dir, "eval_tuned"))
+    with open(os.path.join(run_dir, "text", "metrics.jsonl")) as f:
+        steps = [r for r in map(json.loads, f) if r.get("type") == "step"]
+    before, after = eval_scores(os.path.join(run_dir, "eval_source")), eval_scores(os.path.join(run_dir, "eval_tuned"))
+    record = header(args, "SmolLM2-135M-Instruct through cord eval and cord train (text stage): text accuracy "
+                          "before and after a short fine-tune on the corpus's train split")
+    record.update({"corpus": os.path.abspath(args.corpus), "test_items": args.items, "steps": FINETUNE_STEPS,
+                   "global_batch": FINETUNE_BATCH, "lr": FINETUNE_LR, "before": before, "after": after,
+                   "loss": [[r["step"], r["loss"]] for r in steps],
+                   "tokens_per_s": steps[-1].get("tokens_per_s"), "seconds": {"eval_before": before_s,
+                                                                            "train": train_s, "eval_after": after_s}})
+    md = (f"# SmolLM2-135M-Instruct in cord eval and cord train ({args.threads} threads, fp32)\n\n"
+          f"Commit {record['commit']}, `{record['command']}`.\n\n"
+          f"The first {args.items} test items of `{os.path.basename(args.corpus)}` (corpus order), zero-shot: each "
+          "question is the user turn of the model's chat template and the answer is the scorer's answer line, "
+          f"greedy. Fine-tune: cord's text stage, {FINETUNE_STEPS} steps of {FINETUNE_BATCH} items from the train "
+          f"split (solution or repeat-the-question targets), AdamW lr {FINETUNE_LR:g} with warmup and cosine decay.\n\n"
+          "| family | before (the model as converted) | after the text stage |\n|---|---|---|\n")
+    for name in before:
+        md += f"| {name} | {before[name]:.1f}% | {after[name]:.1f}% |\n"
+    md += (f"\nTraining loss {steps[0]['loss']:.3f} (step {steps[0]['step']}) -> {steps[-1]['loss']:.3f} (step "
+           f"{steps[-1]['step']}); {steps[-1].get('tokens_per_s', 0):.0f} tokens/s. Wall time: eval {before_s:.0f} s, "
+           f"train {train_s:.0f} s, eval {after_s:.0f} s.\n")
+    save("finetune", record, md)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["check", "decode", "accuracy"])
+    parser.add_argument("part", choices=["check", "decode", "step", "finetune", "accuracy"])
     parser.add_argument("--cord", required=True)
     parser.add_argument("--model", required=True, help="the converted SmolLM2 directory")
     parser.add_argument("--corpus", help="corpus file (accuracy)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--items", type=int, default=150, help="finetune: the first N test items (corpus order)")
     parser.add_argument("--per-family", type=int, default=0,
                         help="accuracy: the first N test items of each family (0 = all)")
     parser.add_argument("--work-dir", default="/tmp/cord-smollm2")
     args = parser.parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
-    {"check": check, "decode": decode, "accuracy": accuracy}[args.part](args)
+    {"check": check, "decode": decode, "step": step, "finetune": finetune, "accuracy": accuracy}[args.part](args)
 
 
 # --- accuracy -----------------------------------------------------------------------------

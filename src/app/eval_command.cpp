@@ -22,6 +22,9 @@
 #include "cord/data/corpus.hpp"
 #include "cord/eval/comparison.hpp"
 #include "cord/eval/evaluate.hpp"
+#include "cord/eval/vocabulary.hpp"
+#include "cord/hf/hf_config.hpp"
+#include "command_model.hpp"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -32,7 +35,8 @@ namespace {
 void add_options(po::options_description& options) {
   options.add_options()
       ("ckpt", po::value<std::string>()->value_name("PATH"),
-       "weights to evaluate (default: train.run_dir/align/model.h5)")
+       "weights to evaluate (default: train.run_dir/align/model.h5); 'source': the decoder of model.source = hf:DIR "
+       "as it is, on text input only (its audio encoder would be untrained)")
       ("data", po::value<std::string>()->value_name("PATH"), "corpus file (default: train.corpus)")
       ("out", po::value<std::string>()->value_name("DIR"),
        "folder for eval.json, eval.md and predictions.jsonl (default: train.run_dir/eval)")
@@ -51,6 +55,7 @@ struct Setup {
   std::unique_ptr<data::CorpusReader> corpus;
   model::Lalm model{nullptr};
   ckpt::WeightsHeader weights;
+  bool text_only = false;     // --ckpt source
   std::string baseline_path;  // "" = no comparison
   json baseline;
 };
@@ -84,11 +89,21 @@ Setup set_up(const Session& session, const po::variables_map& options) {
     if (std::filesystem::is_directory(s.baseline_path)) s.baseline_path += "/eval.json";
     s.baseline = read_baseline(s.baseline_path, s.split);
   }
-  s.corpus = std::make_unique<data::CorpusReader>(s.data);
-  s.model = model::Lalm(config.model, session.groups.tp);
+  s.corpus = eval::open_corpus_for(s.data, config.model);
+  if (s.ckpt == "source") {
+    if (hf::hf_directory(config.model.source).empty()) {
+      throw UsageError("cord eval --ckpt source: model.source is the built-in model, which has no weights of its own");
+    }
+    s.model = load_command_model("eval", config.model, session.groups.tp, "").model;
+    s.weights.stage = "source";
+    s.text_only = true;
+  } else {
+    s.model = model::Lalm(config.model, session.groups.tp);
+    s.weights = ckpt::load_weights(s.ckpt, s.model);
+    ckpt::check_same_vocab(s.weights, eval::ModelVocabulary(config.model, s.corpus->tokenizer()).fingerprint(),
+                           s.data);
+  }
   s.model->to(torch::Device(session.device));
-  s.weights = ckpt::load_weights(s.ckpt, s.model);
-  ckpt::check_same_vocab(s.weights, s.corpus->tokenizer().vocab(), s.data);
   if (session.world.rank() == 0) make_directories(s.out);
   return s;
 }
@@ -101,7 +116,8 @@ int run(const Session& session, const po::variables_map& options) {
   eval_options.max_items = ec.max_items;
   eval_options.batch = ec.batch;
   eval_options.max_new_tokens = ec.max_new_tokens;
-  eval_options.transcripts = ec.transcripts;
+  eval_options.transcripts = ec.transcripts && !s.text_only;
+  eval_options.audio = !s.text_only;
   eval_options.predictions = true;
   eval_options.precision = model::resolve_precision(session.config.runtime.precision, session.device);
   CORD_LOG(kInfo) << "eval: " << s.ckpt << " (stage " << s.weights.stage << ", " << s.weights.step << " steps) on "

@@ -220,7 +220,7 @@ std::vector<std::pair<std::string, at::Tensor>> prompt_logits(model::Lalm& model
     const at::Tensor positions = torch::arange(steps, ids.options()).unsqueeze(0);
     const at::Tensor shard = model->decoder->forward(model->decoder->embed(ids), positions, {true, std::nullopt});
     logits.emplace_back("logits." + std::to_string(i),
-                        model::gather_vocab(shard, model->tp_group()).squeeze(0).to(torch::kFloat).cpu());
+                        model::gather_vocab(shard, model->tp_group(), model->config().vocab_size).squeeze(0).to(torch::kFloat).cpu());
   }
   return logits;
 }

@@ -30,7 +30,9 @@ at::Tensor gather_global(const model::ParamShard& shard, const comm::ProcessGrou
   comm::all_gather(tp_group, local, stacked);
   std::vector<at::Tensor> parts;  // one per distinct slice: every replicas-th rank's
   for (int64_t rank = 0; rank < tp_group.size(); rank += shard.replicas) parts.push_back(stacked[rank]);
-  return torch::cat(parts, shard.split_dim).contiguous().cpu();
+  // A padded vocabulary's tail rows are not part of the global tensor.
+  const int64_t rows = shard.global_shape[static_cast<size_t>(shard.split_dim)];
+  return torch::cat(parts, shard.split_dim).narrow(shard.split_dim, 0, rows).contiguous().cpu();
 }
 
 namespace {
@@ -116,8 +118,9 @@ WeightsHeader load_weights(const std::string& path, model::Lalm& model) {
     }
     std::vector<float> values = file.read_all<float>(dataset);
     at::Tensor global = torch::from_blob(values.data(), shard.global_shape, torch::kFloat);
-    if (shard.split_dim >= 0) global = global.narrow(shard.split_dim, shard.offset, shard.param.size(shard.split_dim));
-    shard.param.copy_(global);
+    if (shard.split_dim >= 0) global = global.narrow(shard.split_dim, shard.offset, shard.length);
+    shard.param.zero_();  // the padding rows, if any, stay zero
+    shard.in_global().copy_(global);
   }
   return header;
 }

@@ -310,7 +310,14 @@ void validate_tensor_parallel(const ModelConfig& m, int tp) {
     require_divisible("parallel.tp", tp, "model.n_kv_heads (resolved)", kv_heads);
   }
   require_divisible("model.audio.n_heads", m.audio.n_heads, "parallel.tp", tp);
-  require_divisible("model.vocab_size", m.vocab_size, "parallel.tp", tp);
+  // A vocabulary that tp does not divide is padded to tp * ceil(V / tp) rows (padding rows
+  // are zero and their logits masked, tensor_parallel.hpp); every rank must still hold
+  // at least one real row.
+  const int64_t rows_per_rank = (static_cast<int64_t>(m.vocab_size) + tp - 1) / tp;
+  if (rows_per_rank * (tp - 1) >= m.vocab_size) {
+    throw UsageError("model.vocab_size = " + std::to_string(m.vocab_size) + " over parallel.tp = " + std::to_string(tp) +
+                     ": " + std::to_string(rows_per_rank) + " rows a rank would leave the last rank only padding");
+  }
 }
 
 }  // namespace cord

@@ -369,6 +369,23 @@ std::vector<std::int32_t> CorpusReader::slice(const std::vector<std::int32_t>& v
   return {values.begin() + offsets.at(k), values.begin() + offsets.at(k + 1)};
 }
 
+void CorpusReader::reencode(const IdConverter& convert) {
+  auto redo = [&](std::vector<std::int32_t>& values, std::vector<std::int64_t>& offsets, const char* what) {
+    std::vector<std::int32_t> out;
+    std::vector<std::int64_t> out_offsets{0};
+    for (std::int64_t i = 0; i < size(); ++i) {
+      const std::vector<std::int32_t> ids =
+          convert(slice(values, offsets, i), path_ + " item " + std::to_string(i) + " " + what);
+      out.insert(out.end(), ids.begin(), ids.end());
+      out_offsets.push_back(static_cast<std::int64_t>(out.size()));
+    }
+    values = std::move(out);
+    offsets = std::move(out_offsets);
+  };
+  redo(question_, question_offsets_, "question");
+  redo(solution_, solution_offsets_, "solution");
+}
+
 std::vector<std::uint16_t> CorpusReader::features(std::int64_t i) const {
   const std::int64_t rows = frames(i);
   std::vector<std::uint16_t> values(static_cast<std::size_t>(rows) * kMelBins);

@@ -56,7 +56,7 @@ Decoded decode(model::Lalm& model, const DecodeRows& rows, const at::Tensor& fra
                const CordConfig& cord, at::Generator& generator, int64_t reserve_width) {
   Decoded out;
   if (rows.specs.empty()) return out;
-  const model::SpecialTokens tokens = eval::corpus_special_tokens();
+  const model::SpecialTokens tokens = eval::ModelVocabulary::tokens_of(model->config());
   const model::DecoderBatch inputs =
       model::assemble_sequences(model, frames, frame_lengths, rows.specs, tokens, model::Padding::kLeft);
   out.prompt_width = inputs.embeds.size(1);
@@ -124,7 +124,7 @@ Rollouts generate_rollouts(model::Lalm& model, model::Lalm& teacher, const data:
     std::vector<model::SequenceSpec> audio_prompts(static_cast<size_t>(prompts));
     for (int64_t p = 0; p < prompts; ++p) audio_prompts[static_cast<size_t>(p)].audio_row = p;
     audio_width = model::assemble_sequences(model, frames, frame_lengths, audio_prompts,
-                                            eval::corpus_special_tokens(), model::Padding::kLeft)
+                                            eval::ModelVocabulary::tokens_of(model->config()), model::Padding::kLeft)
                       .embeds.size(1);
   }
   Decoded by_teacher = decode(teacher, teacher_rows, at::Tensor(), at::Tensor(), cord, generator, audio_width);
@@ -186,8 +186,9 @@ at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows&
     specs[r].question = questions[r];
     specs[r].response = responses[r];
   }
-  const model::DecoderBatch inputs = model::assemble_sequences(teacher, at::Tensor(), at::Tensor(), specs,
-                                                               eval::corpus_special_tokens(), model::Padding::kRight);
+  const model::DecoderBatch inputs =
+      model::assemble_sequences(teacher, at::Tensor(), at::Tensor(), specs,
+                                eval::ModelVocabulary::tokens_of(teacher->config()), model::Padding::kRight);
   const at::Tensor logits = teacher->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
   return response_logits(logits, inputs, responses, width).logits;
 }

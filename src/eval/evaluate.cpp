@@ -40,18 +40,13 @@ model::TokenRows greedy(model::Lalm& model, const data::Batch& batch, Input inpu
   sampling.max_new_tokens = options.max_new_tokens;
   sampling.temperature = 0;  // greedy: the generator is not drawn from
   at::Generator generator = at::detail::createCPUGenerator(0);
-  model::Generation generation = model::generate(model, prompts, corpus_special_tokens(), sampling, generator);
+  model::Generation generation = model::generate(model, prompts, ModelVocabulary::tokens_of(model->config()), sampling, generator);
   for (const auto& tokens : generation.tokens) generated += static_cast<int64_t>(tokens.size());
   return std::move(generation.tokens);
 }
 
-std::string decoded(const data::Tokenizer& tokenizer, const std::vector<int64_t>& response) {
-  std::vector<int32_t> ids;
-  for (const int64_t id : strip_eos(response, data::Tokenizer::kEos)) {
-    if (id < 0 || id >= tokenizer.size()) return "<token " + std::to_string(id) + " outside the vocabulary>";
-    ids.push_back(static_cast<int32_t>(id));
-  }
-  return tokenizer.decode(ids);
+std::string decoded(const ModelVocabulary& vocabulary, const std::vector<int64_t>& response) {
+  return vocabulary.response_text(response).value_or("<a token outside the vocabulary>");
 }
 
 }  // namespace
@@ -59,7 +54,7 @@ std::string decoded(const data::Tokenizer& tokenizer, const std::vector<int64_t>
 EvalOutcome evaluate(model::Lalm& model, const data::CorpusReader& corpus, const EvalOptions& options,
                      const comm::ProcessGroups& groups) {
   const auto start = std::chrono::steady_clock::now();
-  const data::Tokenizer& tokenizer = corpus.tokenizer();
+  const ModelVocabulary vocabulary(model->config(), corpus.tokenizer());
   const std::vector<int64_t> rows = my_rows(corpus, options, groups.dp.rank(), groups.dp.size());
   model->eval();
   torch::NoGradGuard no_grad;
@@ -88,17 +83,18 @@ EvalOutcome evaluate(model::Lalm& model, const data::CorpusReader& corpus, const
                           {"family", data::family_name(static_cast<data::Family>(family))},
                           {"answer", batch.answers[b]}};
       auto judge = [&](const model::TokenRows& responses, int64_t& correct, int64_t& unparsed, const char* key) {
-        const std::optional<std::string> answer = extract_answer(tokenizer, responses[b]);
+        const std::optional<std::string> answer = extract_answer(vocabulary, responses[b]);
         if (!answer) ++unparsed;
         if (answer && *answer == batch.answers[b]) ++correct;
-        if (options.predictions) line[key] = decoded(tokenizer, responses[b]);
+        if (options.predictions) line[key] = decoded(vocabulary, responses[b]);
       };
       if (options.text) judge(text, score.text_correct, score.text_unparsed, "text");
       if (options.audio) judge(audio, score.audio_correct, score.audio_unparsed, "audio");
       if (options.transcripts) {
-        score.word_edits += edit_distance(strip_eos(transcripts[b], data::Tokenizer::kEos), questions[b]);
-        score.reference_words += static_cast<int64_t>(questions[b].size());
-        if (options.predictions) line["transcript"] = decoded(tokenizer, transcripts[b]);
+        const std::vector<int64_t> reference = vocabulary.words(questions[b]);
+        score.word_edits += edit_distance(vocabulary.words(transcripts[b]), reference);
+        score.reference_words += static_cast<int64_t>(reference.size());
+        if (options.predictions) line["transcript"] = decoded(vocabulary, transcripts[b]);
       }
       if (options.predictions) my_predictions.push_back(line.dump());
     }

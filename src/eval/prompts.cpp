@@ -1,12 +1,9 @@
 #include "cord/eval/prompts.hpp"
 
 #include "cord/core/error.hpp"
-#include "cord/data/tokenizer.hpp"
 
 namespace cord::eval {
 namespace {
-
-using data::Tokenizer;
 
 int64_t mask_length(const at::Tensor& mask, int64_t item) {
   return mask.size(1) == 0 ? 0 : mask[item].sum().item<int64_t>();
@@ -18,16 +15,16 @@ at::Tensor trim(const at::Tensor& tensor, const at::Tensor& mask) {
   return tensor.slice(1, 0, width).contiguous();
 }
 
-std::vector<int64_t> prompt_ends(const std::vector<Task>& tasks, const model::SpecialTokens& tokens) {
-  std::vector<int64_t> ends;
-  for (const Task task : tasks) ends.push_back(task == Task::kSolve ? tokens.sep : tokens.transcribe);
+std::vector<model::PromptEnd> prompt_ends(const std::vector<Task>& tasks) {
+  std::vector<model::PromptEnd> ends;
+  for (const Task task : tasks) ends.push_back(task == Task::kSolve ? model::PromptEnd::kSolve : model::PromptEnd::kTranscribe);
   return ends;
 }
 
 model::DecoderBatch assemble(model::Lalm& model, const data::Batch& batch, Input input, const model::TokenRows& responses,
                              const std::vector<Task>& tasks, model::Padding padding) {
-  const model::SpecialTokens tokens = corpus_special_tokens();
-  const std::vector<int64_t> ends = prompt_ends(tasks, tokens);
+  const model::SpecialTokens tokens = ModelVocabulary::tokens_of(model->config());
+  const std::vector<model::PromptEnd> ends = prompt_ends(tasks);
   if (input == Input::kText) {
     return model::assemble_text(model, token_rows(batch.question, batch.question_mask), responses, tokens, padding,
                                 ends);
@@ -40,18 +37,6 @@ model::DecoderBatch assemble(model::Lalm& model, const data::Batch& batch, Input
 }  // namespace
 
 const char* input_name(Input input) { return input == Input::kText ? "text" : "audio"; }
-
-model::SpecialTokens corpus_special_tokens() {
-  model::SpecialTokens tokens;
-  tokens.bos = Tokenizer::kBos;
-  tokens.eos = Tokenizer::kEos;
-  tokens.pad = Tokenizer::kPad;
-  tokens.audio = Tokenizer::kAudioStart;
-  tokens.text = Tokenizer::kText;
-  tokens.sep = Tokenizer::kSep;
-  tokens.transcribe = Tokenizer::kAudioEnd;
-  return tokens;
-}
 
 model::TokenRows token_rows(const at::Tensor& ids, const at::Tensor& mask, int64_t eos) {
   CORD_CHECK(ids.sizes() == mask.sizes(), "token ids and mask differ in shape");
@@ -77,8 +62,9 @@ model::DecoderBatch training_inputs(model::Lalm& model, const data::Batch& batch
                                     const std::vector<Task>& tasks) {
   const int64_t size = static_cast<int64_t>(batch.items.size());
   CORD_CHECK(static_cast<int64_t>(tasks.size()) == size, "one task per item expected");
-  const model::TokenRows solutions = token_rows(batch.solution, batch.solution_mask, Tokenizer::kEos);
-  const model::TokenRows questions = token_rows(batch.question, batch.question_mask, Tokenizer::kEos);
+  const int64_t eos = ModelVocabulary::tokens_of(model->config()).eos;
+  const model::TokenRows solutions = token_rows(batch.solution, batch.solution_mask, eos);
+  const model::TokenRows questions = token_rows(batch.question, batch.question_mask, eos);
   model::TokenRows responses;
   for (int64_t b = 0; b < size; ++b) {
     responses.push_back(tasks[static_cast<size_t>(b)] == Task::kSolve ? solutions[static_cast<size_t>(b)]

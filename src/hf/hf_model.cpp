@@ -124,8 +124,9 @@ void load_hf_decoder(const std::string& directory, model::Lalm& model) {
                        directory + "/config.json implies " + shape_text(shard.global_shape));
     }
     Slice slice;
-    if (shard.split_dim >= 0) slice = {shard.split_dim, shard.offset, shard.param.size(shard.split_dim)};
-    shard.param.copy_(files.read(name, slice, shard.param.scalar_type()));
+    if (shard.split_dim >= 0) slice = {shard.split_dim, shard.offset, shard.length};
+    shard.param.zero_();  // a padded vocabulary's tail rows stay zero
+    shard.in_global().copy_(files.read(name, slice, shard.param.scalar_type()));
     used.insert(name);
   }
   const bool tied = model->config().tie_embeddings;

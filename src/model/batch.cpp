@@ -16,11 +16,11 @@ struct Layout {
   bool audio = false;         // the middle slots take audio frames
 };
 
-Layout lay_out(int64_t marker, const std::vector<int64_t>* question, int64_t frames, const std::vector<int64_t>& response,
-               int64_t prompt_end, const SpecialTokens& tokens) {
+Layout lay_out(const std::vector<int64_t>* question, int64_t frames, const std::vector<int64_t>& response,
+               PromptEnd prompt_end, const SpecialTokens& tokens) {
   Layout layout;
-  layout.ids = {tokens.bos, marker};
-  layout.middle_begin = 2;
+  layout.ids = tokens.opening(/*audio_input=*/question == nullptr);
+  layout.middle_begin = static_cast<int64_t>(layout.ids.size());
   if (question != nullptr) {
     layout.ids.insert(layout.ids.end(), question->begin(), question->end());
     layout.middle_length = static_cast<int64_t>(question->size());
@@ -29,7 +29,8 @@ Layout lay_out(int64_t marker, const std::vector<int64_t>* question, int64_t fra
     layout.middle_length = frames;
     layout.audio = true;
   }
-  layout.ids.push_back(prompt_end);
+  const std::vector<int64_t> close = tokens.closing(prompt_end);
+  layout.ids.insert(layout.ids.end(), close.begin(), close.end());
   layout.prompt_length = static_cast<int64_t>(layout.ids.size());
   layout.ids.insert(layout.ids.end(), response.begin(), response.end());
   return layout;
@@ -93,30 +94,40 @@ DecoderBatch assemble(Lalm& model, const std::vector<Layout>& layouts, const at:
   return out;
 }
 
-int64_t prompt_end_of(const std::vector<int64_t>& prompt_ends, size_t b, size_t batch, const SpecialTokens& tokens) {
-  if (prompt_ends.empty()) return tokens.sep;
+PromptEnd prompt_end_of(const std::vector<PromptEnd>& prompt_ends, size_t b, size_t batch) {
+  if (prompt_ends.empty()) return PromptEnd::kSolve;
   CORD_CHECK(prompt_ends.size() == batch, "prompt_ends and the batch differ in count");
-  CORD_CHECK(prompt_ends[b] == tokens.sep || prompt_ends[b] == tokens.transcribe,
-             "prompt end " + std::to_string(prompt_ends[b]) + " is neither sep nor transcribe");
   return prompt_ends[b];
 }
 
 }  // namespace
 
+std::vector<int64_t> SpecialTokens::opening(bool audio_input) const {
+  const std::vector<int64_t>& run = audio_input ? audio_open : text_open;
+  if (!run.empty()) return run;
+  return {bos, audio_input ? audio : text};
+}
+
+std::vector<int64_t> SpecialTokens::closing(PromptEnd end) const {
+  const std::vector<int64_t>& run = end == PromptEnd::kSolve ? solve_close : transcribe_close;
+  if (!run.empty()) return run;
+  return {end == PromptEnd::kSolve ? sep : transcribe};
+}
+
 DecoderBatch assemble_text(Lalm& model, const TokenRows& questions, const TokenRows& responses,
-                           const SpecialTokens& tokens, Padding padding, const std::vector<int64_t>& prompt_ends) {
+                           const SpecialTokens& tokens, Padding padding, const std::vector<PromptEnd>& prompt_ends) {
   CORD_CHECK(questions.size() == responses.size(), "questions and responses differ in count");
   std::vector<Layout> layouts;
   for (size_t b = 0; b < questions.size(); ++b) {
-    layouts.push_back(lay_out(tokens.text, &questions[b], 0, responses[b],
-                              prompt_end_of(prompt_ends, b, questions.size(), tokens), tokens));
+    layouts.push_back(
+        lay_out(&questions[b], 0, responses[b], prompt_end_of(prompt_ends, b, questions.size()), tokens));
   }
   return assemble(model, layouts, at::Tensor(), tokens, padding);
 }
 
 DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor& mel_lengths,
                             const TokenRows& responses, const SpecialTokens& tokens, Padding padding,
-                            const std::vector<int64_t>& prompt_ends) {
+                            const std::vector<PromptEnd>& prompt_ends) {
   CORD_CHECK(mel.size(0) == static_cast<int64_t>(responses.size()), "mel batch and responses differ in count");
   const auto [frames, frame_lengths] = model->encode_audio(mel, mel_lengths);
   const at::Tensor lengths_cpu = frame_lengths.cpu();
@@ -124,8 +135,7 @@ DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor
   for (size_t b = 0; b < responses.size(); ++b) {
     const int64_t n = lengths_cpu[static_cast<int64_t>(b)].item<int64_t>();
     CORD_CHECK(n > 0, "audio clip " + std::to_string(b) + " is too short to give one projected frame");
-    layouts.push_back(lay_out(tokens.audio, nullptr, n, responses[b],
-                              prompt_end_of(prompt_ends, b, responses.size(), tokens), tokens));
+    layouts.push_back(lay_out(nullptr, n, responses[b], prompt_end_of(prompt_ends, b, responses.size()), tokens));
   }
   // The valid frames, flattened in (sequence, frame) order: [sum_b N_b, d].
   const at::Tensor frame_index = torch::arange(frames.size(1), frame_lengths.options());
@@ -140,18 +150,16 @@ DecoderBatch assemble_sequences(Lalm& model, const at::Tensor& frames, const at:
   std::vector<at::Tensor> audio_pieces;  // each audio sequence's valid frames [N_b, d], in order
   const at::Tensor lengths_cpu = frame_lengths.defined() ? frame_lengths.cpu() : at::Tensor();
   for (const SequenceSpec& sequence : sequences) {
-    const int64_t end = sequence.prompt_end < 0 ? tokens.sep : sequence.prompt_end;
-    CORD_CHECK(end == tokens.sep || end == tokens.transcribe,
-               "prompt end " + std::to_string(end) + " is neither sep nor transcribe");
+    const PromptEnd end = sequence.prompt_end;
     if (sequence.audio_row < 0) {
-      layouts.push_back(lay_out(tokens.text, &sequence.question, 0, sequence.response, end, tokens));
+      layouts.push_back(lay_out(&sequence.question, 0, sequence.response, end, tokens));
       continue;
     }
     CORD_CHECK(frames.defined() && sequence.audio_row < frames.size(0),
                "audio row " + std::to_string(sequence.audio_row) + " has no encoded frames");
     const int64_t n = lengths_cpu[sequence.audio_row].item<int64_t>();
     CORD_CHECK(n > 0, "audio clip " + std::to_string(sequence.audio_row) + " is too short to give one projected frame");
-    layouts.push_back(lay_out(tokens.audio, nullptr, n, sequence.response, end, tokens));
+    layouts.push_back(lay_out(nullptr, n, sequence.response, end, tokens));
     audio_pieces.push_back(frames[sequence.audio_row].narrow(0, 0, n));
   }
   return assemble(model, layouts, audio_pieces.empty() ? at::Tensor() : torch::cat(audio_pieces, 0), tokens, padding);

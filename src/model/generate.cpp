@@ -73,7 +73,7 @@ Generation generate(Lalm& model, const DecoderBatch& prompts, const SpecialToken
   }
 
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    const at::Tensor full = gather_vocab(logits, tp).to(torch::kFloat);  // [B, V]
+    const at::Tensor full = gather_vocab(logits, tp, model->config().vocab_size).to(torch::kFloat);  // [B, V]
     if (observer) observer(step, full);
     at::Tensor next = options.temperatures.empty()
                           ? sample_tokens(full, options.temperature, options.top_p, generator)

@@ -1,5 +1,6 @@
 #include "cord/model/lalm.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "cord/core/error.hpp"
@@ -68,7 +69,9 @@ std::pair<at::Tensor, at::Tensor> ProjectorImpl::forward(const at::Tensor& frame
 }
 
 DecoderImpl::DecoderImpl(const ModelConfig& config, const comm::ProcessGroup& tp_group)
-    : rope_(config.d_model / config.n_heads, config.max_seq_len, config.rope_theta) {
+    : rope_(config.d_model / config.n_heads, config.max_seq_len, config.rope_theta),
+      vocab_size_(config.vocab_size),
+      tp_group_(tp_group) {
   embedding = register_module("embedding", VocabParallelEmbedding(config.vocab_size, config.d_model, tp_group));
   blocks = register_module("blocks", torch::nn::ModuleList());
   const AttentionShape shape{config.d_model, config.n_heads, resolved_kv_heads(config), config.attention_bias};
@@ -77,7 +80,8 @@ DecoderImpl::DecoderImpl(const ModelConfig& config, const comm::ProcessGroup& tp
   }
   norm = register_module("norm", RMSNorm(config.d_model, config.norm_eps));
   if (!config.tie_embeddings) {
-    lm_head = register_module("lm_head", ColumnParallelLinear(config.d_model, config.vocab_size, false, false, tp_group));
+    lm_head = register_module("lm_head", ColumnParallelLinear(config.d_model, config.vocab_size, false, false, tp_group,
+                                                              /*replicas=*/1, /*pad_output=*/true));
   }
 }
 
@@ -101,7 +105,7 @@ at::Tensor DecoderImpl::forward(const at::Tensor& embeds, const at::Tensor& posi
   }
   if (cache != nullptr) cache->length += steps;
   x = norm->forward(x);
-  return lm_head ? lm_head->forward(x) : embedding->project(x);
+  return mask_vocab_padding(lm_head ? lm_head->forward(x) : embedding->project(x), vocab_size_, tp_group_);
 }
 
 KvCache DecoderImpl::make_cache(int64_t batch, int64_t capacity) const {
@@ -157,7 +161,9 @@ std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, cons
       shard.split_dim = found->second.dim;
       shard.global_shape = found->second.global_shape;
       shard.replicas = found->second.replicas;
-      shard.offset = (tp_group.rank() / shard.replicas) * shard.param.size(shard.split_dim);
+      const int64_t local = shard.param.size(shard.split_dim);
+      shard.offset = (tp_group.rank() / shard.replicas) * local;
+      shard.length = std::clamp<int64_t>(shard.global_shape[static_cast<size_t>(shard.split_dim)] - shard.offset, 0, local);
       shard.primary = tp_group.rank() % shard.replicas == 0;
     }
     result.push_back(std::move(shard));
@@ -216,8 +222,9 @@ void initialize_parameters(torch::nn::Module& module, const comm::ProcessGroup& 
       continue;
     }
     at::Tensor value = initial_value(shard.name, shard.global_shape, seed, init_std, n_layers);
-    if (shard.split_dim >= 0) value = value.narrow(shard.split_dim, shard.offset, shard.param.size(shard.split_dim));
-    shard.param.copy_(value);
+    if (shard.split_dim >= 0) value = value.narrow(shard.split_dim, shard.offset, shard.length);
+    shard.param.zero_();  // the padding rows, if any, stay zero
+    shard.in_global().copy_(value);
   }
 }
 

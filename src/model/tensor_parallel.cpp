@@ -99,6 +99,19 @@ struct ScatterTo : torch::autograd::Function<ScatterTo> {
   }
 };
 
+}  // namespace
+
+int64_t rows_per_part(int64_t size, int64_t parts, bool pad, const std::string& what) {
+  if (pad) return (size + parts - 1) / parts;
+  if (size % parts != 0) {
+    throw UsageError(what + " " + std::to_string(size) + " are not divisible into " + std::to_string(parts) +
+                     " tensor-parallel parts");
+  }
+  return size / parts;
+}
+
+namespace {
+
 int64_t split(int64_t size, const comm::ProcessGroup& group, const char* what) {
   if (size % group.size() != 0) {
     throw UsageError(std::string(what) + " " + std::to_string(size) + " is not divisible by the tensor-parallel size " +
@@ -150,20 +163,19 @@ at::Tensor scatter_to(const at::Tensor& x, const comm::ProcessGroup& group) {
 }  // namespace tp
 
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
-                                                   bool gather_output, comm::ProcessGroup group, int64_t replicas)
+                                                   bool gather_output, comm::ProcessGroup group, int64_t replicas,
+                                                   bool pad_output)
     : in_features_(in_features),
       out_features_(out_features),
       gather_output_(gather_output),
+      pad_output_(pad_output),
       replicas_(replicas),
       group_(std::move(group)) {
   CORD_CHECK(replicas_ >= 1 && group_.size() % replicas_ == 0 && !(gather_output && replicas_ > 1),
              "column-parallel replicas " + std::to_string(replicas_) + " do not fit tp " + std::to_string(group_.size()));
+  CORD_CHECK(!(pad_output && gather_output), "a padded column-parallel output cannot be gathered");
   const int64_t parts = group_.size() / replicas_;
-  if (out_features % parts != 0) {
-    throw UsageError("column-parallel output features " + std::to_string(out_features) + " are not divisible into " +
-                     std::to_string(parts) + " tensor-parallel parts");
-  }
-  const int64_t local_out = out_features / parts;
+  const int64_t local_out = rows_per_part(out_features, parts, pad_output, "column-parallel output features");
   weight = register_parameter("weight", torch::empty({local_out, in_features}));
   if (with_bias) bias = register_parameter("bias", torch::zeros({local_out}));
 }
@@ -205,7 +217,7 @@ std::map<std::string, ShardSpec> RowParallelLinearImpl::shard_specs() const {
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t vocab_size, int64_t dim, comm::ProcessGroup group)
     : vocab_size_(vocab_size), dim_(dim), group_(std::move(group)) {
-  const int64_t local_vocab = split(vocab_size, group_, "vocabulary size");
+  const int64_t local_vocab = rows_per_part(vocab_size, group_.size(), /*pad=*/true, "vocabulary rows");
   vocab_start_ = group_.rank() * local_vocab;
   weight = register_parameter("weight", torch::empty({local_vocab, dim}));
 }
@@ -252,10 +264,22 @@ at::Tensor vocab_parallel_sum(const at::Tensor& values_shard, const comm::Proces
   return tp::reduce_from(values_shard.sum(-1), group);
 }
 
-at::Tensor gather_vocab(const at::Tensor& logits_shard, const comm::ProcessGroup& group) {
-  if (group.size() == 1) return logits_shard;
-  torch::NoGradGuard no_grad;
-  return all_gather_last_dim(logits_shard, group);
+at::Tensor mask_vocab_padding(const at::Tensor& logits_shard, int64_t vocab_size, const comm::ProcessGroup& group) {
+  const int64_t local = logits_shard.size(-1);
+  const int64_t start = group.rank() * local;
+  if (start + local <= vocab_size) return logits_shard;
+  const at::Tensor padding = torch::arange(start, start + local, logits_shard.options().dtype(torch::kLong)) >= vocab_size;
+  return logits_shard.masked_fill(padding, kPaddingLogit);
+}
+
+at::Tensor gather_vocab(const at::Tensor& logits_shard, const comm::ProcessGroup& group, int64_t vocab_size) {
+  at::Tensor full = logits_shard;
+  if (group.size() > 1) {
+    torch::NoGradGuard no_grad;
+    full = all_gather_last_dim(logits_shard, group);
+  }
+  if (vocab_size >= 0 && full.size(-1) > vocab_size) full = full.narrow(-1, 0, vocab_size);
+  return full;
 }
 
 }  // namespace cord::model

@@ -80,13 +80,18 @@ std::vector<ckpt::ShardedTensor> checkpoint_tensors(model::Lalm& model, const Ad
   const bool tp_writer = groups.tp.rank() == 0;
   for (const model::ParamShard& shard : model::sharded_parameters(*model, groups.tp)) {
     const bool writes = groups.dp.rank() == 0 && (shard.split_dim >= 0 ? shard.primary : tp_writer);
-    tensors.push_back({"params/" + shard.name, shard.param, shard.global_shape, shard.split_dim, shard.offset, writes});
+    // Only the rows in the global tensor (a padded vocabulary's tail is not saved).
+    tensors.push_back({"params/" + shard.name, shard.in_global(), shard.global_shape, shard.split_dim, shard.offset,
+                       writes});
     shards.emplace(shard.name, shard);
   }
   for (const char* moment : {"exp_avg", "exp_avg_sq"}) {
     for (const AdamW::ParamState& state : optimizer.state()) {
       const model::ParamShard& shard = shards.at(state.name);
-      const at::Tensor& local = std::string(moment) == "exp_avg" ? state.exp_avg : state.exp_avg_sq;
+      const at::Tensor& full = std::string(moment) == "exp_avg" ? state.exp_avg : state.exp_avg_sq;
+      const at::Tensor local = full.defined() && shard.split_dim >= 0 && shard.length != full.size(shard.split_dim)
+                                   ? full.narrow(shard.split_dim, 0, shard.length)
+                                   : full;
       const int owner = zero1 ? state.owner : 0;
       const bool writes = groups.dp.rank() == owner && (shard.split_dim >= 0 ? shard.primary : tp_writer);
       tensors.push_back({std::string("optim/") + moment + "/" + state.name, local, shard.global_shape, shard.split_dim,

@@ -118,7 +118,7 @@ bool DistillStage::learns(const std::string& group) const {
 
 ckpt::WeightsHeader DistillStage::load_init(model::Lalm& model) {
   const ckpt::WeightsHeader header = ckpt::load_weights(init_, model);
-  ckpt::check_same_vocab(header, c_.corpus->tokenizer().vocab(), c_.config.train.corpus);
+  ckpt::check_same_vocab(header, c_.vocabulary_fingerprint(), c_.config.train.corpus);
   return header;
 }
 
@@ -140,15 +140,15 @@ void DistillStage::configure_optimizer(AdamW& optimizer) {
 // rewards [P, N] of the group rollouts: the judge on each rollout's final answer against
 // the text reference's (or the corpus answer).
 at::Tensor DistillStage::rewards(const data::Batch& batch) const {
-  const data::Tokenizer& tokenizer = c_.corpus->tokenizer();
+  const eval::ModelVocabulary vocabulary(c_.model->config(), c_.corpus->tokenizer());
   const int64_t prompts = static_cast<int64_t>(batch.items.size());
   const int64_t n = plan_.group_size;
   at::Tensor out = torch::zeros({prompts, n}, torch::kFloat);
   auto out_a = out.accessor<float, 2>();
   for (int64_t p = 0; p < prompts; ++p) {
-    const auto reference = eval::extract_answer(tokenizer, rollouts_.reference[static_cast<size_t>(p)]);
+    const auto reference = eval::extract_answer(vocabulary, rollouts_.reference[static_cast<size_t>(p)]);
     for (int64_t i = 0; i < n; ++i) {
-      const auto answer = eval::extract_answer(tokenizer, rollouts_.group[static_cast<size_t>(p * n + i)]);
+      const auto answer = eval::extract_answer(vocabulary, rollouts_.group[static_cast<size_t>(p * n + i)]);
       out_a[p][i] = static_cast<float>(judge_->reward(answer, reference, batch.answers[static_cast<size_t>(p)]));
     }
   }
@@ -226,7 +226,7 @@ StudentPass DistillStage::student_pass(const MicroBatch& micro) {
   const auto [frames, frame_lengths] =
       c_.model->encode_audio(micro.part.features.to(device), micro.part.feature_lengths.to(device));
   const model::DecoderBatch inputs = model::assemble_sequences(c_.model, frames, frame_lengths, specs,
-                                                               eval::corpus_special_tokens(), model::Padding::kRight);
+                                                               eval::ModelVocabulary::tokens_of(c_.model->config()), model::Padding::kRight);
   const at::Tensor logits = c_.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
   pass.logits = distill::response_logits(logits, inputs, pass.responses);
   pass.positions = static_cast<double>(sum_of(inputs.lengths));

@@ -14,6 +14,9 @@
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
 #include "cord/eval/prompts.hpp"
+#include "cord/eval/vocabulary.hpp"
+#include "cord/hf/hf_config.hpp"
+#include "cord/hf/hf_model.hpp"
 #include "cord/model/data_parallel.hpp"
 #include "cord/train/checkpointing.hpp"
 #include "cord/train/optimizer.hpp"
@@ -32,16 +35,27 @@ StageContext open_stage_context(const Config& config, const comm::ProcessGroups&
     throw UsageError("train.corpus " + tc.corpus + " does not exist (make it with: cord corpus synth --out " +
                      tc.corpus + ")");
   }
-  context.corpus = std::make_unique<data::CorpusReader>(tc.corpus);
-  const int vocab = context.corpus->tokenizer().size();
+  context.corpus = eval::open_corpus_for(tc.corpus, config.model);
+  const int64_t vocab = eval::ModelVocabulary(config.model, context.corpus->tokenizer()).size();
   if (config.model.vocab_size < vocab) {
     throw UsageError("model.vocab_size=" + std::to_string(config.model.vocab_size) +
                      " is smaller than the vocabulary of corpus " + tc.corpus + " (" + std::to_string(vocab) +
                      " tokens)");
   }
-  context.model = model::Lalm(config.model, groups.tp);
+  const std::string directory = hf::hf_directory(config.model.source);
+  if (directory.empty()) {
+    context.model = model::Lalm(config.model, groups.tp);
+  } else {
+    // The decoder comes from the files (a stage's train.init, when it has one, replaces it).
+    context.model = model::Lalm(config.model, groups.tp, model::Initialization::kAllButDecoder);
+    hf::load_hf_decoder(directory, context.model);
+  }
   context.model->to(context.torch_device());
   return context;
+}
+
+std::vector<std::string> StageContext::vocabulary_fingerprint() const {
+  return eval::ModelVocabulary(config.model, corpus->tokenizer()).fingerprint();
 }
 
 // What one step did: the window's share of it and the step line's facts.
@@ -129,7 +143,7 @@ StageLoop::StageLoop(StageContext& context, Stage& stage, const std::string& com
   s.loader = std::make_unique<data::CorpusLoader>(
       *context.corpus, data::shard_options(loader_options, s.groups.dims, s.groups.world.rank()));
   s.checkpointer = std::make_unique<StageCheckpointer>(s.config, s.groups, s.run_dir, context.device,
-                                                       context.corpus->tokenizer().vocab());
+                                                       context.vocabulary_fingerprint());
   s.resumed = s.checkpointer->resume(context.model, *s.optimizer, *s.loader);
   if (s.resumed) {
     s.summary.steps = s.resumed->step;
@@ -336,7 +350,7 @@ void StageLoop::finish() {
   summary.skipped = s.nonfinite.skipped();
   summary.weights_path = s.run_dir + "/model.h5";
   ckpt::save_weights(summary.weights_path, s.context.model, s.groups,
-                     {stage, summary.steps, to_toml(s.config), s.context.corpus->tokenizer().vocab()});
+                     {stage, summary.steps, to_toml(s.config), s.context.vocabulary_fingerprint()});
   summary.seconds = seconds_since(s.start);
   if (s.metrics) {
     s.metrics->write({{"type", "end"},

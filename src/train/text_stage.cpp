@@ -1,5 +1,7 @@
 #include "cord/train/text_stage.hpp"
 
+#include <unistd.h>
+
 #include <iomanip>
 #include <numeric>
 #include <sstream>
@@ -11,6 +13,7 @@
 #include "cord/data/rng.hpp"
 #include "cord/eval/evaluate.hpp"
 #include "cord/eval/prompts.hpp"
+#include "cord/hf/hf_config.hpp"
 #include "cord/model/model_stats.hpp"
 
 namespace cord::train {
@@ -51,9 +54,15 @@ class TextStage final : public Stage {
 TextStage::TextStage(StageContext& context) : c_(context), align_(context.config.train.stage == StageName::kAlign) {
   const TrainConfig& tc = c_.config.train;
   init_ = !tc.init.empty() ? tc.init : align_ ? tc.run_dir + "/text/model.h5" : "";
+  const std::string hf_directory = hf::hf_directory(c_.config.model.source);
+  if (align_ && tc.init.empty() && !hf_directory.empty() && access(init_.c_str(), R_OK) != 0) {
+    // A pretrained decoder needs no text stage: align it as it came (open_stage_context loaded it).
+    CORD_LOG(kInfo) << "train align: no " << init_ << ", so the decoder is " << hf_directory << "'s as loaded";
+    init_.clear();
+  }
   if (!init_.empty()) {
     const ckpt::WeightsHeader header = ckpt::load_weights(init_, c_.model);
-    ckpt::check_same_vocab(header, c_.corpus->tokenizer().vocab(), tc.corpus);
+    ckpt::check_same_vocab(header, c_.vocabulary_fingerprint(), tc.corpus);
     CORD_LOG(kInfo) << "train " << label() << ": starting from " << init_ << " (stage " << header.stage << ", "
                     << header.step << " steps, commit " << header.commit << ")";
   }

@@ -974,9 +974,17 @@ def case_ckpt_signal_np2():
 
 def case_ckpt_reshard_np2():
     """A checkpoint written with tp = 2 continues under dp = 2 (with ZeRO-1) and back; the
-    losses stay within 1e-4 of the original run's."""
-    base = os.path.join(ARGS.work_dir, "ckpt-reshard")
+    losses stay within 1e-4 of the original run's. Also with a vocabulary of 231 rows, which
+    tp = 2 pads to 232 (the checkpoint holds the 231 real ones)."""
+    for vocab in (None, 231):
+        reshard_runs(vocab)
+
+
+def reshard_runs(vocab):
+    base = os.path.join(ARGS.work_dir, "ckpt-reshard" + (f"-vocab{vocab}" if vocab else ""))
     sets = ["--set", "ckpt.every_steps=3", "--set", "ckpt.keep_last=10"]
+    if vocab:
+        sets += ["--set", f"model.vocab_size={vocab}"]
     runs = {}
     for name, layout in (("tp2", ["--set", "parallel.tp=2"]), ("dp2", ["--set", "train.zero1=true"])):
         run_dir = f"{base}-{name}"
@@ -996,7 +1004,7 @@ def case_ckpt_reshard_np2():
         expect(sorted(losses) == [4, 5, 6], f"{source} -> {target}: steps 4..6 run: {sorted(losses)}")
         for step in (4, 5, 6):
             a, b = source_losses[step], losses[step]
-            expect(abs(a - b) <= 1e-4 * abs(a), f"{source} -> {target}: step {step} loss {b} vs {a}")
+            expect(abs(a - b) <= 1e-4 * abs(a), f"{source} -> {target} (vocab {vocab}): step {step} loss {b} vs {a}")
 
 
 def flip_bytes(path, offset, count=64):

@@ -207,9 +207,9 @@ TEST_F(MixedBatch, TheTeacherWritesTheTextRolloutsAndTheStudentTheAudioOnes) {
     torch::NoGradGuard no_grad;
     std::vector<model::SequenceSpec> specs;
     if (text) {
-      for (const auto& q : questions) specs.push_back({-1, q, {}, -1});
+      for (const auto& q : questions) specs.push_back({-1, q, {}, model::PromptEnd::kSolve});
     }
-    for (const int64_t a : audio_rows) specs.push_back({a, {}, {}, -1});
+    for (const int64_t a : audio_rows) specs.push_back({a, {}, {}, model::PromptEnd::kSolve});
     const auto [frames, frame_lengths] = m->encode_audio(mel, mel_lengths);
     const model::DecoderBatch inputs = model::assemble_sequences(m, frames, frame_lengths, specs,
                                                                  eval::corpus_special_tokens(), model::Padding::kLeft);

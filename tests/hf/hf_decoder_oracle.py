@@ -2,7 +2,8 @@
 """cord against transformers on tiny random Hugging Face decoders (no download).
 
 Builds a LlamaForCausalLM (tied embeddings, one safetensors file) and a Qwen2ForCausalLM
-(q/k/v biases, untied, sharded files with an index) from configs, with every weight drawn
+(q/k/v biases, untied, sharded files with an index), and a Qwen2 with 317 ids (tp 2 and 4
+then pad the vocabulary) from configs, with every weight drawn
 at random (norm weights and biases too, so that a misplaced tensor cannot hide), and checks:
   * logits of 20 prompts: cord generate --logits-out vs model(ids).logits, max |diff| <= 1e-4
     (fp32), under tp 1, 2 and 4;
@@ -44,6 +45,9 @@ def build_models(work):
                   transformers.LlamaForCausalLM, None),
         "qwen2": (transformers.Qwen2Config(tie_word_embeddings=False, **common),
                   transformers.Qwen2ForCausalLM, "40KB"),
+        # 317 ids: tp 2 and 4 do not divide them, so cord pads the vocabulary (untied head).
+        "qwen2_vocab317": (transformers.Qwen2Config(tie_word_embeddings=False, **dict(common, vocab_size=317)),
+                           transformers.Qwen2ForCausalLM, None),
     }
     dirs = {}
     for seed, (name, (config, cls, shard_size)) in enumerate(specs.items()):
@@ -60,12 +64,12 @@ def build_models(work):
     return dirs
 
 
-def prompts(count=20):
+def prompts(count=20, vocab=320):
     generator = torch.Generator().manual_seed(7)
     out = []
     for i in range(count):
         length = 3 + (i * 7) % 22
-        out.append(torch.randint(2, 320, (length,), generator=generator).tolist())
+        out.append(torch.randint(2, vocab, (length,), generator=generator).tolist())
     return out
 
 
@@ -316,8 +320,8 @@ def main():
     os.makedirs(args.work_dir, exist_ok=True)
     torch.set_num_threads(1)
     dirs = build_models(args.work_dir)
-    prompt_ids = prompts()
     for name, directory in dirs.items():
+        prompt_ids = prompts(vocab=317 if name.endswith("317") else 320)
         reference = check_against_transformers(args, name, directory, prompt_ids)
         check_export(args, name, directory, prompt_ids, reference)
     check_chat(args, dirs["qwen2"])

@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -111,6 +112,13 @@ class CorpusReader {
   std::vector<std::uint16_t> features(std::int64_t i) const;
   // Reads every feature row (in chunks) and throws as features() does; for `inspect`.
   void check_features_finite() const;
+
+  // Replaces the ids of every question and solution by convert(ids, where) ("FILE item N
+  // question"): a model with another vocabulary reads the same texts in its own ids.
+  // Answers stay word-level ids (they are compared as text); tokenizer() stays the file's.
+  using IdConverter =
+      std::function<std::vector<std::int32_t>(const std::vector<std::int32_t>&, const std::string& where)>;
+  void reencode(const IdConverter& convert);
 
  private:
   static std::vector<std::int32_t> slice(const std::vector<std::int32_t>& values,

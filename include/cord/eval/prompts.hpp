@@ -3,6 +3,8 @@
 // validation and evaluation so that all three see exactly the same prompts.
 //   solve       [bos][<text> question | <audio> frames][<sep>] -> solution [eos]
 //   transcribe  [bos][<text> question | <audio> frames][</audio>] -> question [eos]
+// for the built-in model, and their chat-template form for a Hugging Face one
+// (vocabulary.hpp): the batch's ids are already the model's (open_corpus_for).
 // (transcribe on text input is "repeat the question": the text stage teaches it, so that
 // the align stage's transcription objective has a decoder that already knows how.)
 #include <torch/torch.h>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "cord/data/loader.hpp"
+#include "cord/eval/vocabulary.hpp"
 #include "cord/model/batch.hpp"
 
 namespace cord::eval {
@@ -17,9 +20,6 @@ namespace cord::eval {
 enum class Input { kText, kAudio };
 enum class Task { kSolve, kTranscribe };
 const char* input_name(Input input);  // "text", "audio"
-
-// The special tokens of the corpus tokenizer (data::Tokenizer ids), for the model.
-model::SpecialTokens corpus_special_tokens();
 
 // Rows of a right-padded [B, L] id tensor with its mask [B, L]; `eos` appended to each
 // row when >= 0.

@@ -6,7 +6,9 @@
 //
 // The token closing the prompt names the task: [sep] asks for the solution, [transcribe]
 // in its place asks for the question back (a transcript of the audio, or a repeat of the
-// text), so one model both solves and transcribes.
+// text), so one model both solves and transcribes. A chat-formatted model (a Hugging Face
+// decoder, eval/vocabulary.hpp) has token runs of its template in place of [bos][text],
+// [bos][audio], [sep] and [transcribe]; the layout is otherwise the same.
 //
 // Both go through the same decoder. Training batches are right-padded (causal attention;
 // padding only follows real tokens); generation prompts are left-padded so that every
@@ -23,6 +25,9 @@
 
 namespace cord::model {
 
+// What closes a prompt, and so which task it asks for.
+enum class PromptEnd { kSolve, kTranscribe };
+
 struct SpecialTokens {
   int64_t bos = 0;
   int64_t eos = 1;
@@ -31,6 +36,14 @@ struct SpecialTokens {
   int64_t text = 4;   // marks a text-conditioned prompt
   int64_t sep = 5;    // ends the question, starts the response (solve)
   int64_t transcribe = 6;  // ends the question, asks for the question back (transcribe / repeat)
+  // Token runs that replace the single tokens above when not empty (a chat template's):
+  // before the question text / before the frames, and after the question for each task.
+  std::vector<int64_t> text_open, audio_open, solve_close, transcribe_close;
+
+  // [bos][audio] or [bos][text], or the run that replaces it.
+  std::vector<int64_t> opening(bool audio_input) const;
+  // [sep] or [transcribe], or the run that replaces it.
+  std::vector<int64_t> closing(PromptEnd end) const;
 };
 
 enum class Padding { kRight, kLeft };
@@ -48,16 +61,15 @@ struct DecoderBatch {
 };
 
 // questions[b], responses[b] (responses may be empty: a generation prompt).
-// prompt_ends[b]: the token closing prompt b (tokens.sep or tokens.transcribe); empty =
-// tokens.sep for every sequence.
+// prompt_ends[b]: what closes prompt b; empty = PromptEnd::kSolve for every sequence.
 DecoderBatch assemble_text(Lalm& model, const TokenRows& questions, const TokenRows& responses,
                            const SpecialTokens& tokens, Padding padding,
-                           const std::vector<int64_t>& prompt_ends = {});
+                           const std::vector<PromptEnd>& prompt_ends = {});
 
 // mel [B, F, n_mels] with mel_lengths [B] (int64, valid frames).
 DecoderBatch assemble_audio(Lalm& model, const at::Tensor& mel, const at::Tensor& mel_lengths,
                             const TokenRows& responses, const SpecialTokens& tokens, Padding padding,
-                            const std::vector<int64_t>& prompt_ends = {});
+                            const std::vector<PromptEnd>& prompt_ends = {});
 
 // One sequence of a mixed batch: an audio prompt (clip `audio_row` of the encoded frames)
 // or a text prompt (`question`), closed by `prompt_end`, then `response`.
@@ -65,7 +77,7 @@ struct SequenceSpec {
   int64_t audio_row = -1;         // row of `frames` in assemble_sequences, or -1: text prompt
   std::vector<int64_t> question;  // the text prompt's tokens (audio_row < 0)
   std::vector<int64_t> response;
-  int64_t prompt_end = -1;        // tokens.sep or tokens.transcribe; -1 = tokens.sep
+  PromptEnd prompt_end = PromptEnd::kSolve;
 };
 
 // Audio and text sequences in one batch, in `sequences` order. frames [A, N, d] and

@@ -74,6 +74,8 @@ class DecoderImpl : public torch::nn::Module {
 
  private:
   RotaryEmbedding rope_;
+  int64_t vocab_size_;  // the real vocabulary: logits past it are padding (masked)
+  comm::ProcessGroup tp_group_;
 };
 TORCH_MODULE(Decoder);
 
@@ -114,10 +116,18 @@ struct ParamShard {
   int split_dim = -1;  // -1: replicated
   std::vector<int64_t> global_shape;
   int64_t offset = 0;  // start of this shard along split_dim
+  // Rows along split_dim that lie in the global tensor: param.size(split_dim), or fewer on
+  // the last ranks of a padded vocabulary (tensor_parallel.hpp), whose tail is padding.
+  int64_t length = 0;
   int64_t replicas = 1;  // consecutive tp ranks holding this same slice (ShardSpec)
   // False on all but the first rank of a group of replicas: it neither writes the slice
   // nor counts it in norms (its copy is identical).
   bool primary = true;
+
+  // The part of `param` that is in the global tensor (a view; all of it when unpadded).
+  at::Tensor in_global() const {
+    return split_dim < 0 || length == param.size(split_dim) ? param : param.narrow(split_dim, 0, length);
+  }
 };
 
 // Every parameter of `module` with its shard description, in registration order.

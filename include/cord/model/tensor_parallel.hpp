@@ -23,6 +23,11 @@
 //
 // VocabParallelEmbedding splits the vocabulary: rank p holds rows [p*V/P, (p+1)*V/P) of the
 // table, looks up the ids it owns (zeros elsewhere) and reduce_from sums the result.
+// Padding: when P does not divide V, every rank holds Vl = ceil(V/P) rows and the global
+// rows [V, P*Vl) exist only as padding on the last rank(s): zero, never looked up, not in
+// the global tensor (ShardSpec.global_shape is the true [V, d]; ParamShard.length counts a
+// shard's real rows), and their logits are set to kPaddingLogit (mask_vocab_padding), so
+// they are never sampled and carry no probability in a loss.
 // The LM head is a column-parallel projection onto the vocabulary whose logits stay split
 // ([..., V/P] per rank); vocab_parallel_log_softmax and vocab_parallel_cross_entropy reduce
 // the max and sum-exp across tp so that no rank materialises the full vocabulary.
@@ -64,12 +69,18 @@ class ShardedModule {
   virtual std::map<std::string, ShardSpec> shard_specs() const = 0;
 };
 
+// Rows per rank of `size` split over `parts`: size / parts, or with `pad` ceil(size / parts)
+// (the last ranks' tails are padding). Without `pad`, a size that parts does not divide is a
+// UsageError naming `what`.
+int64_t rows_per_part(int64_t size, int64_t parts, bool pad, const std::string& what);
+
 class ColumnParallelLinearImpl : public torch::nn::Module, public ShardedModule {
  public:
   // replicas > 1: groups of `replicas` consecutive ranks hold the same slice of out/(P/replicas)
   // features, and the weight's gradient is summed over each group (see ShardSpec).
+  // pad_output: out_features need not divide evenly (the vocabulary head; see above).
   ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, bool gather_output,
-                           comm::ProcessGroup group, int64_t replicas = 1);
+                           comm::ProcessGroup group, int64_t replicas = 1, bool pad_output = false);
   at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out/P] (or [..., out] gathered)
   // x_in_region: the input after the caller's tp::copy_to, shared with other layers.
   at::Tensor forward_in_region(const at::Tensor& x_in_region);
@@ -82,6 +93,7 @@ class ColumnParallelLinearImpl : public torch::nn::Module, public ShardedModule 
   int64_t in_features_;
   int64_t out_features_;
   bool gather_output_;
+  bool pad_output_;
   int64_t replicas_;
   comm::ProcessGroup group_;
 };
@@ -130,10 +142,19 @@ at::Tensor vocab_parallel_log_softmax(const at::Tensor& logits_shard, const comm
 at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits_shard, const at::Tensor& targets,
                                         const comm::ProcessGroup& group);
 
+// What padded vocabulary rows score: exp() of it is 0 in float32 and bfloat16, and it stays
+// finite so that 0 * (log p - log q) terms of a KL are 0, not NaN.
+inline constexpr double kPaddingLogit = -1e9;
+
+// logits_shard [..., Vl] with the columns of padded rows (global index >= vocab_size) set to
+// kPaddingLogit; the tensor itself when this rank holds none.
+at::Tensor mask_vocab_padding(const at::Tensor& logits_shard, int64_t vocab_size, const comm::ProcessGroup& group);
+
 // Sum over the full vocabulary of a split per-token quantity: [..., V/P] -> [...].
 at::Tensor vocab_parallel_sum(const at::Tensor& values_shard, const comm::ProcessGroup& group);
 
-// The full logits on every tp rank, without autograd (sampling): [..., V/P] -> [..., V].
-at::Tensor gather_vocab(const at::Tensor& logits_shard, const comm::ProcessGroup& group);
+// The full logits on every tp rank, without autograd (sampling): [..., V/P] -> [..., V],
+// cut to `vocab_size` columns when given (a padded vocabulary's padding dropped).
+at::Tensor gather_vocab(const at::Tensor& logits_shard, const comm::ProcessGroup& group, int64_t vocab_size = -1);
 
 }  // namespace cord::model

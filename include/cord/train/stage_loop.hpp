@@ -79,10 +79,14 @@ struct StageContext {
   at::Device torch_device() const { return torch::Device(device); }
   // The StageConfig of train.stage.
   const StageConfig& stage_config() const;
+  // What weights files record of the model's vocabulary (eval::ModelVocabulary::fingerprint).
+  std::vector<std::string> vocabulary_fingerprint() const;
 };
 
-// Collective: opens train.corpus (UsageError naming it when missing) and builds the model
-// of `config.model` on `device`, with fresh weights.
+// Collective: opens train.corpus (UsageError naming it when missing; its questions and
+// solutions in the model's vocabulary, eval/vocabulary.hpp) and builds the model of
+// `config.model` on `device`, with fresh weights, or for model.source = hf:DIR with DIR's
+// decoder (the audio encoder and projector fresh).
 StageContext open_stage_context(const Config& config, const comm::ProcessGroups& groups, const std::string& device);
 
 // One micro-batch of a step: items [begin, end) of this rank's local batch.
