@@ -1,9 +1,11 @@
 #pragma once
 // The model of the commands that take their weights from a file rather than a stage
-// (`cord generate`, `cord export`): a cord weights file when --weights names one, else the
-// hf: directory of model.source. Private to the app module.
+// (`cord generate`, `cord export`, `cord eval --ckpt source`): a cord weights file or a
+// training checkpoint (its parameters; the optimizer state is not read) when --weights
+// names one, else the hf: directory of model.source. Private to the app module.
 #include <string>
 
+#include "cord/comm/process_group.hpp"
 #include "cord/model/lalm.hpp"
 
 namespace cord::app {
@@ -15,7 +17,7 @@ struct CommandModel {
 
 // Throws UsageError naming `command` when there are no weights to load (no --weights and
 // the built-in model.source), before building anything.
-CommandModel load_command_model(const char* command, const ModelConfig& config, const comm::ProcessGroup& tp,
+CommandModel load_command_model(const char* command, const ModelConfig& config, const comm::ProcessGroups& groups,
                                 const std::string& weights_path);
 
 }  // namespace cord::app

@@ -94,7 +94,7 @@ Setup set_up(const Session& session, const po::variables_map& options) {
     if (hf::hf_directory(config.model.source).empty()) {
       throw UsageError("cord eval --ckpt source: model.source is the built-in model, which has no weights of its own");
     }
-    s.model = load_command_model("eval", config.model, session.groups.tp, "").model;
+    s.model = load_command_model("eval", config.model, session.groups, "").model;
     s.weights.stage = "source";
     s.text_only = true;
   } else {

@@ -23,7 +23,8 @@ namespace {
 void add_options(po::options_description& options) {
   options.add_options()
       ("weights", po::value<std::string>()->value_name("PATH"),
-       "cord weights file to export (default: model.source's own weights)")
+       "cord weights file (RUN/STAGE/model.h5) or training checkpoint (step-N.h5) to export (default: model.source's "
+       "own weights)")
       ("out", po::value<std::string>()->value_name("DIR"), "the Hugging Face directory to write (required)")
       ("dtype", po::value<std::string>()->default_value("source")->value_name("NAME"),
        "source | float32 | bfloat16 | float16");
@@ -44,7 +45,7 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   s.request.source_directory = hf::hf_directory(config.model.source);
   s.request.model = config.model;
   CommandModel loaded = load_command_model(
-      "export", config.model, session.groups.tp, options.count("weights") ? options["weights"].as<std::string>() : "");
+      "export", config.model, session.groups, options.count("weights") ? options["weights"].as<std::string>() : "");
   s.model = loaded.model;
   s.described = loaded.weights;
   return s;

@@ -54,7 +54,8 @@ void add_options(po::options_description& options) {
       ("ids", po::value<std::vector<std::string>>()->value_name("IDS"),
        "a prompt as token ids separated by spaces or commas (repeatable)")
       ("weights", po::value<std::string>()->value_name("PATH"),
-       "a cord weights file (model.h5) to load instead of model.source's weights")
+       "a cord weights file (RUN/STAGE/model.h5) or a training checkpoint (RUN/STAGE/checkpoints/step-N.h5) to load "
+       "instead of model.source's weights")
       ("max-new-tokens", po::value<int64_t>()->default_value(64)->value_name("N"), "tokens to generate per prompt")
       ("temperature", po::value<double>()->default_value(0.0)->value_name("T"), "0 = greedy")
       ("seed", po::value<int64_t>()->default_value(0)->value_name("S"), "sampling seed (temperature > 0)")
@@ -168,7 +169,7 @@ Setup set_up(const Session& session, const po::variables_map& options) {
   }
   if (s.prompts.empty()) throw UsageError("cord generate: give at least one prompt (--prompt, --prompts or --ids)");
   CommandModel loaded = load_command_model(
-      "generate", config.model, session.groups.tp, options.count("weights") ? options["weights"].as<std::string>() : "");
+      "generate", config.model, session.groups, options.count("weights") ? options["weights"].as<std::string>() : "");
   s.model = loaded.model;
   s.described = loaded.weights;
   s.model->to(torch::Device(session.device));

@@ -7,11 +7,15 @@ SmolLM2's ChatML template (default system turn), on the tiny pipeline's corpus:
     greedy text answers equal transformers' generate() on apply_chat_template of the same
     question (decoded text, item for item), under tp 2;
   * cord train, train.stage = text (tp 2): the training loss falls; cord export of the trained
-    weights loads in transformers and gives cord's logits on chat prompts (<= 1e-4);
+    weights loads in transformers and gives cord's logits on chat prompts (<= 1e-4); the
+    export of the stage's last training checkpoint (read at tp 1) has identical tensors;
   * the align stage with no text stage in its run directory: starts from the
     decoder as loaded, trains the audio side; cord eval of it reports text, audio and WER;
   * the distill stage (CORD) from it, a few steps;
-  * the built-in model's weights refused by an hf: eval (a different vocabulary).
+  * the built-in model's weights refused by an hf: eval, and the trained weights under a
+    tokenizer.json with two ids swapped (another vocabulary fingerprint); a
+    directory without tokenizer.json or without a chat template, and --ckpt source of the
+    built-in model, each refused with exit code 2 and nothing written.
 Usage: hf_train_oracle.py --cord BUILD/cord --mpiexec MPIEXEC --corpus FILE --work-dir DIR
 """
 import argparse
@@ -130,7 +134,8 @@ def check_text_stage_and_export(args, directory, fast):
                        f"train.run_dir={run}", "--set", "train.text.steps=12", "--set", "train.text.global_batch=8",
                        "--set", "train.text.lr=3e-3", "--set", "train.text.warmup_steps=2", "--set",
                        "train.log_every=1", "--set", "train.val_every=0", "--set", "train.val_items=4",
-                       "--set", f"eval.max_new_tokens={NEW_TOKENS}"])
+                       "--set", f"eval.max_new_tokens={NEW_TOKENS}", "--set", "ckpt.every_steps=6",
+                       "--set", "ckpt.keep_last=4"])
     steps = losses(os.path.join(run, "text", "metrics.jsonl"))
     if len(steps) < 12 or not sum(steps[-3:]) < sum(steps[:3]):
         sys.exit(f"FAIL: text stage on the hf model: the loss does not fall: {steps}")
@@ -168,6 +173,19 @@ def check_text_stage_and_export(args, directory, fast):
     if worst > MAX_ABS:
         sys.exit(f"FAIL: the exported trained model's logits differ from cord's by {worst:.2e}")
     print(f"export of the trained text stage: transformers loads it, logits within {worst:.1e} of cord's")
+
+    # The same weights exported from the stage's last training checkpoint (tp 2 wrote it,
+    # tp 1 reads it): identical tensors.
+    from_checkpoint = os.path.join(args.work_dir, "exported_from_checkpoint")
+    shutil.rmtree(from_checkpoint, ignore_errors=True)
+    checkpoint = os.path.join(run, "text", "checkpoints", "step-00000012.h5")
+    run_cord(args, 1, ["export", "--weights", checkpoint, "--set", f"model.source=hf:{directory}",
+                       "--out", from_checkpoint])
+    a = load_file(os.path.join(exported, "model.safetensors"))
+    b = load_file(os.path.join(from_checkpoint, "model.safetensors"))
+    if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+        sys.exit(f"FAIL: the export of {checkpoint} differs from that of {weights}")
+    print(f"export of training checkpoint step 12 (tp 2 -> tp 1): {len(a)} tensors identical to model.h5's")
     return run
 
 
@@ -200,7 +218,8 @@ def check_align_eval_distill(args, directory):
     print(f"train distill (CORD, tp 2) from it: {len(steps)} steps, losses {steps}")
 
 
-def check_vocabulary_refused(args, directory, builtin_weights):
+def check_vocabulary_refused(args, directory, builtin_weights, trained_weights):
+    """Weights trained with one vocabulary are refused under another, naming the file."""
     result = run_cord(args, 2, ["eval", "--set", f"model.source=hf:{directory}", "--ckpt", builtin_weights,
                                 "--out", os.path.join(args.work_dir, "refused")], expect_ok=False)
     if result.returncode != 2 or builtin_weights not in result.stderr:
@@ -208,6 +227,59 @@ def check_vocabulary_refused(args, directory, builtin_weights):
                  f"{result.stderr}")
     line = next((l for l in result.stderr.splitlines() if "error" in l), "")
     print(f"built-in weights under an hf: model: refused: {line.strip()[:200]}")
+    # The same architecture with two tokens swapped in tokenizer.json: another vocabulary.
+    swapped = os.path.join(args.work_dir, "swapped_vocab")
+    shutil.rmtree(swapped, ignore_errors=True)
+    shutil.copytree(directory, swapped)
+    with open(os.path.join(swapped, "tokenizer.json")) as f:
+        tokenizer = json.load(f)
+    vocab = tokenizer["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[100:102]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    with open(os.path.join(swapped, "tokenizer.json"), "w") as f:
+        json.dump(tokenizer, f)
+    result = run_cord(args, 2, ["eval", "--set", f"model.source=hf:{swapped}", "--ckpt", trained_weights,
+                                "--out", os.path.join(args.work_dir, "refused_swapped")], expect_ok=False)
+    if result.returncode != 2 or "different vocabularies" not in result.stderr or trained_weights not in result.stderr:
+        sys.exit(f"FAIL: weights under another tokenizer: exit {result.returncode}, expected 2 naming the vocabularies"
+                 f"\n{result.stderr}")
+    line = next((l for l in result.stderr.splitlines() if "error" in l), "")
+    print(f"weights under a tokenizer with two ids swapped: refused: {line.strip()[:200]}")
+
+
+def check_bad_inputs(args, directory):
+    """Each refused with exit code 2, naming what is wrong, before anything is written."""
+    no_tokenizer = os.path.join(args.work_dir, "no_tokenizer")
+    shutil.rmtree(no_tokenizer, ignore_errors=True)
+    shutil.copytree(directory, no_tokenizer)
+    os.remove(os.path.join(no_tokenizer, "tokenizer.json"))
+    no_template = os.path.join(args.work_dir, "no_template")
+    shutil.rmtree(no_template, ignore_errors=True)
+    shutil.copytree(directory, no_template)
+    os.remove(os.path.join(no_template, "chat_template.jinja"))
+    with open(os.path.join(no_template, "tokenizer_config.json")) as f:
+        config = json.load(f)
+    config.pop("chat_template", None)
+    with open(os.path.join(no_template, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f)
+    cases = [
+        ("no tokenizer.json", ["eval", "--ckpt", "source", "--set", f"model.source=hf:{no_tokenizer}"],
+         os.path.join(no_tokenizer, "tokenizer.json")),
+        ("no chat template", ["train", "--set", "train.stage=text", "--set", f"model.source=hf:{no_template}"],
+         "chat_template"),
+        ("--ckpt source of the built-in model", ["eval", "--ckpt", "source"], "model.source"),
+    ]
+    for label, extra, named in cases:
+        out = os.path.join(args.work_dir, "bad_" + label.replace(" ", "_").replace(".", "").replace("-", ""))
+        shutil.rmtree(out, ignore_errors=True)
+        target = "train.run_dir" if extra[0] == "train" else None
+        extra = extra + (["--set", f"{target}={out}"] if target else ["--out", out])
+        result = run_cord(args, 2, extra, expect_ok=False)
+        if result.returncode != 2 or named not in result.stderr or os.path.exists(out):
+            sys.exit(f"FAIL: {label}: exit {result.returncode} (expected 2), naming {named!r}: "
+                     f"{named in result.stderr}, output written: {os.path.exists(out)}\n{result.stderr}")
+        line = next((l for l in result.stderr.splitlines() if "error" in l), "")
+        print(f"bad input {label}: exit 2: {line.strip()[:200]}")
 
 
 def main():
@@ -222,9 +294,10 @@ def main():
     torch.set_num_threads(1)
     directory, fast = build_model(args.work_dir)
     check_eval_source(args, directory, fast, test_questions(args.corpus, TEST_ITEMS))
-    check_text_stage_and_export(args, directory, fast)
+    text_run = check_text_stage_and_export(args, directory, fast)
     check_align_eval_distill(args, directory)
-    check_vocabulary_refused(args, directory, args.builtin_weights)
+    check_vocabulary_refused(args, directory, args.builtin_weights, os.path.join(text_run, "text", "model.h5"))
+    check_bad_inputs(args, directory)
     print("OK")
 
 
