@@ -227,7 +227,7 @@ def eager_step_times(args, fused):
                                   lr=1e-5, betas=(0.9, 0.95), eps=1e-8, fused=fused, foreach=None if fused else True)
     ids = step_ids(model.config.vocab_size)
     half = STEP_LENGTH // 2
-    times, loss = [], None
+    times, losses = [], []
     for i in range(STEP_REPEATS + 1):  # the first is the warm-up
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
@@ -236,9 +236,10 @@ def eager_step_times(args, fused):
                                                  ids[:, half:].reshape(-1))
         loss.backward()
         optimizer.step()
+        losses.append(loss.item())
         if i > 0:
             times.append(time.perf_counter() - start)
-    return times, loss.item()
+    return times, losses
 
 
 def step(args):
@@ -256,13 +257,17 @@ def step(args):
             sys.exit(f"FAIL: {bench} exited {result.returncode}\n{result.stderr}")
         with open(out_json) as f:
             runs = [b for b in json.load(f)["benchmarks"] if b.get("run_type") == "iteration"]
+        # Each repetition loads the model afresh and takes 1 + 5 steps, so its last loss is
+        # that of step 6: compared with eager's sixth.
         cord_ms = [b["real_time"] for b in runs]
-        cord_loss = runs[-1]["last_loss"]
-        foreach_times, eager_loss = eager_step_times(args, fused=False)
-        fused_times, _ = eager_step_times(args, fused=True)
+        foreach_times, foreach_losses = eager_step_times(args, fused=False)
+        fused_times, fused_losses = eager_step_times(args, fused=True)
         rows.append({"round": round_, "cord_ms": cord_ms, "eager_foreach_ms": [1e3 * t for t in foreach_times],
-                     "eager_fused_ms": [1e3 * t for t in fused_times], "cord_last_loss": cord_loss,
-                     "eager_last_loss": eager_loss})
+                     "eager_fused_ms": [1e3 * t for t in fused_times],
+                     "cord_first_loss": runs[-1]["first_loss"], "cord_loss_step6": runs[-1]["last_loss"],
+                     "eager_foreach_first_loss": foreach_losses[0], "eager_foreach_loss_step6": foreach_losses[5],
+                     "eager_fused_first_loss": fused_losses[0], "eager_fused_loss_step6": fused_losses[5],
+                     "cord_phase_ms": {k: runs[-1][k] for k in ("forward_ms", "backward_ms", "adamw_ms")}})
 
     def median(values):
         values = sorted(values)
@@ -280,14 +285,20 @@ def step(args):
     md = (f"# SmolLM2-135M-Instruct: a training step, cord vs PyTorch eager ({args.threads} threads, fp32)\n\n"
           f"Commit {record['commit']}, `{record['command']}`.\n\n"
           f"{STEP_BATCH} sequences of {STEP_LENGTH} ids, loss on the last {STEP_LENGTH // 2} positions of each, "
-          "backward, AdamW over all 134.5M parameters. 3 interleaved rounds; medians over every timed step "
-          f"(cord 5 x 3 a round, eager {STEP_REPEATS} a round).\n\n"
+          "backward, AdamW over all 134.5M parameters. 3 interleaved rounds; medians over cord's repetitions (3 a "
+          f"round, each the mean of 5 steps after a warm-up step) and over eager's single steps ({STEP_REPEATS} a "
+          "round, after a warm-up step).\n\n"
           "| | median ms / step | eager / cord |\n|---|---|---|\n"
           f"| cord (`bench/cord_hf_bench`) | {cord_ms:.0f} | |\n"
           f"| PyTorch eager, AdamW foreach | {foreach_ms:.0f} | {foreach_ms / cord_ms:.2f} |\n"
           f"| PyTorch eager, AdamW fused | {fused_ms:.0f} | {fused_ms / cord_ms:.2f} |\n\n"
           f"cord is {best_eager / cord_ms:.2f}x the faster eager variant (> 1 = cord faster); per round vs fused: "
-          + ", ".join(f"{x:.2f}" for x in per_round) + ".\n")
+          + ", ".join(f"{x:.2f}" for x in per_round) + ".\n\n"
+          f"The same step: loss on the unchanged model {rows[0]['cord_first_loss']:.4f} (cord) and "
+          f"{rows[0]['eager_foreach_first_loss']:.4f} (eager); after 6 steps {rows[0]['cord_loss_step6']:.4f} and "
+          f"{rows[0]['eager_foreach_loss_step6']:.4f} / {rows[0]['eager_fused_loss_step6']:.4f} (foreach / fused). "
+          "cord's time by phase (last round, ms a step): "
+          + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in rows[-1]["cord_phase_ms"].items()) + ".\n")
     save("step", record, md)
 
 
