@@ -220,8 +220,8 @@ std::vector<std::pair<std::string, at::Tensor>> prompt_logits(model::Lalm& model
     const int64_t steps = ids.size(1);
     const at::Tensor positions = torch::arange(steps, ids.options()).unsqueeze(0);
     const at::Tensor shard = model->decoder->forward(model->decoder->embed(ids), positions, {true, std::nullopt});
-    logits.emplace_back("logits." + std::to_string(i),
-                        model::gather_vocab(shard, model->tp_group(), model->config().vocab_size).squeeze(0).to(torch::kFloat).cpu());
+    const at::Tensor full = model::gather_vocab(shard, model->tp_group(), model->config().vocab_size);
+    logits.emplace_back("logits." + std::to_string(i), full.squeeze(0).to(torch::kFloat).cpu());
   }
   return logits;
 }

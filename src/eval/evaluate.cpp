@@ -40,7 +40,8 @@ model::TokenRows greedy(model::Lalm& model, const data::Batch& batch, Input inpu
   sampling.max_new_tokens = options.max_new_tokens;
   sampling.temperature = 0;  // greedy: the generator is not drawn from
   at::Generator generator = at::detail::createCPUGenerator(0);
-  model::Generation generation = model::generate(model, prompts, ModelVocabulary::tokens_of(model->config()), sampling, generator);
+  model::Generation generation =
+      model::generate(model, prompts, ModelVocabulary::tokens_of(model->config()), sampling, generator);
   for (const auto& tokens : generation.tokens) generated += static_cast<int64_t>(tokens.size());
   return std::move(generation.tokens);
 }

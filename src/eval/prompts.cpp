@@ -17,7 +17,9 @@ at::Tensor trim(const at::Tensor& tensor, const at::Tensor& mask) {
 
 std::vector<model::PromptEnd> prompt_ends(const std::vector<Task>& tasks) {
   std::vector<model::PromptEnd> ends;
-  for (const Task task : tasks) ends.push_back(task == Task::kSolve ? model::PromptEnd::kSolve : model::PromptEnd::kTranscribe);
+  for (const Task task : tasks) {
+    ends.push_back(task == Task::kSolve ? model::PromptEnd::kSolve : model::PromptEnd::kTranscribe);
+  }
   return ends;
 }
 

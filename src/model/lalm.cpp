@@ -163,7 +163,8 @@ std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, cons
       shard.replicas = found->second.replicas;
       const int64_t local = shard.param.size(shard.split_dim);
       shard.offset = (tp_group.rank() / shard.replicas) * local;
-      shard.length = std::clamp<int64_t>(shard.global_shape[static_cast<size_t>(shard.split_dim)] - shard.offset, 0, local);
+      const int64_t global_rows = shard.global_shape[static_cast<size_t>(shard.split_dim)];
+      shard.length = std::clamp<int64_t>(global_rows - shard.offset, 0, local);
       shard.primary = tp_group.rank() % shard.replicas == 0;
     }
     result.push_back(std::move(shard));

@@ -225,8 +225,9 @@ StudentPass DistillStage::student_pass(const MicroBatch& micro) {
   const at::Device device = c_.torch_device();
   const auto [frames, frame_lengths] =
       c_.model->encode_audio(micro.part.features.to(device), micro.part.feature_lengths.to(device));
-  const model::DecoderBatch inputs = model::assemble_sequences(c_.model, frames, frame_lengths, specs,
-                                                               eval::ModelVocabulary::tokens_of(c_.model->config()), model::Padding::kRight);
+  const model::DecoderBatch inputs =
+      model::assemble_sequences(c_.model, frames, frame_lengths, specs,
+                                eval::ModelVocabulary::tokens_of(c_.model->config()), model::Padding::kRight);
   const at::Tensor logits = c_.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
   pass.logits = distill::response_logits(logits, inputs, pass.responses);
   pass.positions = static_cast<double>(sum_of(inputs.lengths));
