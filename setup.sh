@@ -58,6 +58,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev               # tests and benchmarks
   slurm-wlm slurm-wlm-basic-plugins munge                  # the local Slurm cluster of tests/slurm
   libpcre2-dev libutf8proc-dev             # tokenizer.json: pre-tokenizer regex (Unicode), NFC
+  clang-14 libclang-rt-14-dev              # libFuzzer + ASan/UBSan harnesses (tests/fuzz/run.sh)
 )
 
 say() { printf '[setup] %s\n' "$*"; }

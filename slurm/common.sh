@@ -69,13 +69,38 @@ cord_step() {
   return "$rc"
 }
 
+# Whether the controller has already requeued this job: `scontrol requeue` by an admin and
+# preemption with requeue send the job SIGTERM and put it back in the queue themselves
+# (JobState REQUEUED or PENDING, or a Restarts count above this run's SLURM_RESTART_COUNT).
+cord_already_requeued() {
+  local info state restarts
+  info=$(scontrol show job -o "${SLURM_JOB_ID}" 2>/dev/null) || return 1
+  state=$(printf '%s\n' "$info" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+  restarts=$(printf '%s\n' "$info" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
+  CORD_JOB_STATE="JobState=${state:-unknown} Restarts=${restarts:-unknown}"
+  case "$state" in REQUEUED|REQUEUE_HOLD|REQUEUE_FED|PENDING) return 0 ;; esac
+  [ -n "$restarts" ] && [ "$restarts" -gt "${SLURM_RESTART_COUNT:-0}" ]
+}
+
 # The end of a job whose last step returned `rc`: 75 requeues the job (unless
-# CORD_REQUEUE=0); the rerun resumes from the newest checkpoint (--resume auto).
+# CORD_REQUEUE=0) — or logs that Slurm already did; the rerun resumes from the newest
+# checkpoint (--resume auto).
 cord_finish() {
   local rc=$1
   if [ "$rc" -eq "$CORD_EXIT_REQUEUE" ] && [ "${CORD_REQUEUE:-1}" = 1 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+    if cord_already_requeued; then
+      cord_log "cord checkpointed; Slurm has already requeued job ${SLURM_JOB_ID} (${CORD_JOB_STATE}): the rerun resumes"
+      exit 0
+    fi
     cord_log "cord checkpointed and asked to be requeued: scontrol requeue ${SLURM_JOB_ID}"
-    scontrol requeue "${SLURM_JOB_ID}" || cord_fail "scontrol requeue ${SLURM_JOB_ID} failed (was the job submitted with --requeue?)"
+    if ! scontrol requeue "${SLURM_JOB_ID}"; then
+      # The scheduler may have requeued the job between the check and the request.
+      if cord_already_requeued; then
+        cord_log "Slurm requeued job ${SLURM_JOB_ID} itself meanwhile (${CORD_JOB_STATE}): the rerun resumes"
+        exit 0
+      fi
+      cord_fail "scontrol requeue ${SLURM_JOB_ID} failed (${CORD_JOB_STATE:-state unknown}; was the job submitted with --requeue?)"
+    fi
     exit 0
   fi
   exit "$rc"

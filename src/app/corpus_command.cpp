@@ -3,6 +3,7 @@
 //            -> log-mel) and append them to one HDF5 file collectively, round by round
 //   import   the same file format from a manifest of the user's own recordings
 //   inspect  counts per family and split, durations, vocabulary, schema, feature config
+//   verify   every item of every dataset against its checksum (schema 2)
 // Checks that can fail on bad input (arguments, manifest, text, audio) are agreed across
 // ranks, so a bad item stops every rank with one message and no output file.
 #include <ATen/Parallel.h>
@@ -13,6 +14,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cord/app/commands.hpp"
@@ -36,9 +38,9 @@ using Clock = std::chrono::steady_clock;
 void add_options(po::options_description& options) {
   options.add_options()
       ("action", po::value<std::string>()->value_name("ACTION"),
-       "synth | import | inspect (positional, first after 'corpus'); synth makes the corpus that the [corpus] "
+       "synth | import | inspect | verify (positional, first after 'corpus'); synth makes the corpus that the [corpus] "
        "config section describes (--config, --set corpus.KEY=VALUE)")
-      ("path", po::value<std::string>()->value_name("PATH"), "inspect: the corpus file (positional, after ACTION)")
+      ("path", po::value<std::string>()->value_name("PATH"), "inspect, verify: the corpus file (positional, after ACTION)")
       ("out", po::value<std::string>()->value_name("PATH"), "synth, import: the corpus file to write (required)")
       ("manifest", po::value<std::string>()->value_name("FILE"),
        "import: TSV (header row) or .jsonl manifest with wav, question, answer, family, split[, solution]")
@@ -248,30 +250,68 @@ int inspect(const Session& session, const po::variables_map& options) {
   return 0;
 }
 
+// Rank 0 reads the whole file; exit 0 when every checksum matches, 1 when any does not (each
+// damaged dataset and item on stdout) or the file has none (schema 1).
+int verify(const Session& session, const po::variables_map& options) {
+  const std::string path = option(options, "path");
+  const bool rank0 = session.world.rank() == 0;
+  std::optional<data::CorpusReader> corpus;
+  run_agreed(session.world, [&] {
+    if (path.empty()) throw UsageError("cord corpus verify: the corpus PATH is required (cord corpus verify PATH)");
+    if (rank0) corpus.emplace(path, data::CorpusReader::Open::kForVerify);  // checks the schema
+    return 0;
+  });
+  int code = 0;
+  if (rank0) {
+    const auto start = Clock::now();
+    const std::vector<data::CorpusReader::Damage> damaged = corpus->verify();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (!corpus->has_checksums()) {
+      std::cout << path << ": schema version " << corpus->schema_version()
+                << " holds no checksums: nothing to verify against (write it again with cord corpus synth|import)\n";
+      code = 1;
+    } else if (damaged.empty()) {
+      std::cout << path << ": " << corpus->size() << " items, every checksum matches (" << std::fixed
+                << std::setprecision(2) << seconds << " s)\n";
+    } else {
+      for (const auto& d : damaged) {
+        std::cout << path << ": dataset " << d.dataset << (d.item < 0 ? "" : " item " + std::to_string(d.item))
+                  << ": damaged\n";
+      }
+      std::cout << path << ": " << damaged.size() << " damaged (dataset, item) pairs of " << corpus->size() << " items\n";
+      code = 1;
+    }
+    std::cout.flush();
+  }
+  CORD_MPI_CHECK(MPI_Bcast(&code, 1, MPI_INT, 0, session.world.comm()));
+  return code;
+}
+
 int run(const Session& session, const po::variables_map& options) {
   const std::string action = option(options, "action");
   run_agreed(session.world, [&] {
-    if (action != "synth" && action != "import" && action != "inspect") {
-      throw UsageError(action.empty() ? "cord corpus: give an ACTION: synth, import or inspect"
-                                      : "cord corpus: unknown action '" + action + "' (synth, import or inspect)");
+    if (action != "synth" && action != "import" && action != "inspect" && action != "verify") {
+      throw UsageError(action.empty() ? "cord corpus: give an ACTION: synth, import, inspect or verify"
+                                      : "cord corpus: unknown action '" + action + "' (synth, import, inspect or verify)");
     }
-    if (action != "inspect" && options.count("path") != 0) {
+    if (action != "inspect" && action != "verify" && options.count("path") != 0) {
       throw UsageError("cord corpus " + action + ": unexpected argument '" + option(options, "path") + "'");
     }
     return 0;
   });
   if (action == "synth") return synth(session, options);
   if (action == "import") return import_manifest(session, options);
+  if (action == "verify") return verify(session, options);
   return inspect(session, options);
 }
 
 }  // namespace
 
 Command corpus_command() {
-  Command c{"corpus", "synthesise, import or inspect a spoken-reasoning corpus (synth | import | inspect)", &add_options,
-            &run};
+  Command c{"corpus", "synthesise, import, inspect or verify a spoken-reasoning corpus (synth | import | inspect | verify)",
+            &add_options, &run};
   c.add_positional = &add_positional;
-  c.positional_usage = "synth|import|inspect [PATH]";
+  c.positional_usage = "synth|import|inspect|verify [PATH]";
   return c;
 }
 

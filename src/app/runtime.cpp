@@ -8,6 +8,7 @@
 
 #include "cord/comm/agree.hpp"
 #include "cord/comm/mpi_check.hpp"
+#include "cord/comm/watchdog.hpp"
 #include "cord/core/log.hpp"
 
 namespace cord::app {
@@ -85,7 +86,14 @@ Session start_session(const comm::World& world, const Config& config, const comm
                   << choice.device << ", " << choice.threads << " torch thread(s) per rank";
   // Collective and not agreed: an NCCL failure here is a job-ending error (run_spmd aborts).
   comm::ProcessGroups groups = comm::make_process_groups(world, dims, choice.device != "cpu");
-  return Session{world, config, std::move(groups), std::move(choice.cuda), choice.device, choice.threads, ""};
+  std::shared_ptr<comm::HangWatchdog> watchdog;
+  if (config.runtime.hang_timeout_s > 0) {
+    watchdog = run_agreed(world, [&] {
+      return std::make_shared<comm::HangWatchdog>(world, groups, config.runtime.hang_timeout_s);
+    });
+  }
+  return Session{world,         config, std::move(groups), std::move(choice.cuda), choice.device, choice.threads, "",
+                 std::move(watchdog)};
 }
 
 int run_spmd(int argc, char** argv, const std::function<int(const comm::World&)>& body) {

@@ -27,11 +27,11 @@
 #include "cord/comm/agree.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/core/build_info.hpp"
+#include "cord/core/checksum.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/h5/h5.hpp"
 #include "checkpoint_internal.hpp"
-#include "checksum.hpp"
 #include "file_attributes.hpp"
 
 namespace cord::ckpt {
@@ -217,9 +217,9 @@ uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& glo
   for (int64_t o = 0; o < outer; ++o) {
     const auto first = static_cast<uint64_t>((o * global + offset) * inner);
     const uint8_t* values = bytes + o * run * static_cast<int64_t>(element);
-    if (element == 1) sum += detail::checksum_bytes(values, first, run);
-    else if (element == 4) sum += detail::checksum_words(reinterpret_cast<const uint32_t*>(values), first, run);
-    else sum += detail::checksum_words(reinterpret_cast<const uint32_t*>(values), 2 * first, 2 * run);
+    if (element == 1) sum += checksum_bytes(values, first, run);
+    else if (element == 4) sum += checksum_words(reinterpret_cast<const uint32_t*>(values), first, run);
+    else sum += checksum_words(reinterpret_cast<const uint32_t*>(values), 2 * first, 2 * run);
   }
   return sum;
 }

@@ -17,7 +17,7 @@
 namespace cord::ckpt::detail {
 
 inline constexpr const char* kFormat = "cord-checkpoint";
-inline constexpr int64_t kVersion = 2;  // 2: 32-bit checksum terms (checksum.hpp)
+inline constexpr int64_t kVersion = 2;  // 2: 32-bit checksum terms (core/checksum.hpp)
 inline constexpr const char* kMarker = "latest";
 
 using Clock = std::chrono::steady_clock;

@@ -13,6 +13,7 @@
 #include "cord/comm/collectives.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
+#include "cord/core/progress.hpp"
 #include "file_attributes.hpp"
 
 namespace cord::ckpt {
@@ -48,6 +49,7 @@ class CheckpointSave {
 
   SavedCheckpoint run() {
     const auto start = Clock::now();
+    set_progress_phase("checkpoint save");  // each dataset written marks progress (h5.cpp)
     if (retention_.remover != nullptr) retention_.remover->wait();  // the folder listing must not race them
     check_space();
     start_checksums();
@@ -187,6 +189,7 @@ class CheckpointSave {
       else block_start = block_count = std::vector<uint64_t>(unsigned_shape(t.global_shape).size(), 0);
       file.write_block(dataset, block_start, block_count, t.writes ? blocks_[i].data_ptr() : nullptr,
                        h5::Dtype::kFloat32);
+      if (i == tensors_.size() / 2) maybe_stop_for_test("save", request_.progress.step, groups_.world.rank());
     }
   }
 

@@ -5,10 +5,12 @@
 
 #include "cord/comm/mpi_check.hpp"
 #include "cord/comm/process_group.hpp"
+#include "cord/core/progress.hpp"
 
 namespace cord::comm {
 
 Agreement agree(MPI_Comm comm, const std::string& error, int exit_code) {
+  const CollectiveProgress progress("agree (setup outcome)", "world");
   int rank = 0;
   CORD_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   const bool failed = !error.empty();

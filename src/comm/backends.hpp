@@ -32,6 +32,10 @@ void nccl_all_gather(ncclComm* comm, const at::Tensor& input, const at::Tensor& 
 void nccl_reduce_scatter(ncclComm* comm, const at::Tensor& input, const at::Tensor& output, ReduceOp op);
 void nccl_broadcast(ncclComm* comm, const at::Tensor& tensor, int root);
 void cuda_synchronize_current_stream();
+// For the hang watchdog's thread: "" or NCCL's text of the communicator's asynchronous
+// error (ncclCommGetAsyncError), and ncclCommAbort (unblocks kernels waiting on peers).
+std::string nccl_async_error(ncclComm* comm);
+void nccl_abort(ncclComm* comm);
 std::string nccl_library_version();
 #endif
 

@@ -12,16 +12,19 @@
 #include "cord/comm/mpi_check.hpp"
 #include "cord/comm/process_group.hpp"
 #include "cord/core/error.hpp"
+#include "cord/core/progress.hpp"
 
 namespace cord::comm {
 namespace {
 
 enum class Backend { kMpi, kNccl };
 
-// Adds the wall time of its scope to the group's blocked_seconds().
+// Adds the wall time of its scope to the group's blocked_seconds(), and tells the hang
+// watchdog (core/progress.hpp) that this process is inside collective `op`.
 class BlockedTimer {
  public:
-  explicit BlockedTimer(const ProcessGroup& group) : group_(group), start_(std::chrono::steady_clock::now()) {}
+  BlockedTimer(const ProcessGroup& group, const char* op)
+      : group_(group), progress_(op, group.name()), start_(std::chrono::steady_clock::now()) {}
   ~BlockedTimer() {
     const auto elapsed = std::chrono::steady_clock::now() - start_;
     group_.add_blocked_nanoseconds(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
@@ -31,6 +34,7 @@ class BlockedTimer {
 
  private:
   const ProcessGroup& group_;
+  const CollectiveProgress progress_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -113,7 +117,7 @@ const char* to_string(ReduceOp op) {
 }
 
 void all_reduce(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op) {
-  const BlockedTimer blocked(group);
+  const BlockedTimer blocked(group, "all_reduce");
   const Backend backend = check_tensor(group, "all_reduce", tensor);
   check_op(group, "all_reduce", tensor, op);
   if (backend == Backend::kMpi) return detail::mpi_all_reduce(group.mpi_comm(), tensor, op);
@@ -149,12 +153,13 @@ bool Work::test() {
 
 void Work::wait() {
   if (!state_ || state_->done) return;
-  const BlockedTimer blocked(state_->group);
+  const BlockedTimer blocked(state_->group, "all_reduce (async wait)");
   CORD_MPI_CHECK(MPI_Wait(&state_->request, MPI_STATUS_IGNORE));
   state_->finish();
 }
 
 Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, ReduceOp op) {
+  mark_progress();  // starting does not block; Work::wait() is the collective the watchdog sees
   const Backend backend = check_tensor(group, "all_reduce_async", tensor);
   check_op(group, "all_reduce_async", tensor, op);
   if (backend == Backend::kNccl) {
@@ -174,7 +179,7 @@ Work all_reduce_async(const ProcessGroup& group, const at::Tensor& tensor, Reduc
 }
 
 void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output) {
-  const BlockedTimer blocked(group);
+  const BlockedTimer blocked(group, "all_gather");
   const Backend backend = check_pair(group, "all_gather", input, output);
   if (output.numel() != input.numel() * group.size()) {
     reject(group, "all_gather", "output numel " + std::to_string(output.numel()) + " != group size " +
@@ -191,7 +196,7 @@ void all_gather(const ProcessGroup& group, const at::Tensor& input, const at::Te
 
 void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at::Tensor& output,
                     ReduceOp op) {
-  const BlockedTimer blocked(group);
+  const BlockedTimer blocked(group, "reduce_scatter");
   const Backend backend = check_pair(group, "reduce_scatter", input, output);
   check_op(group, "reduce_scatter", input, op);
   if (input.numel() != output.numel() * group.size()) {
@@ -208,7 +213,7 @@ void reduce_scatter(const ProcessGroup& group, const at::Tensor& input, const at
 }
 
 void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
-  const BlockedTimer blocked(group);
+  const BlockedTimer blocked(group, "broadcast");
   const Backend backend = check_tensor(group, "broadcast", tensor);
   if (root < 0 || root >= group.size()) {
     reject(group, "broadcast", "root " + std::to_string(root) + " outside group of size " +
@@ -223,7 +228,7 @@ void broadcast(const ProcessGroup& group, const at::Tensor& tensor, int root) {
 }
 
 void barrier(const ProcessGroup& group) {
-  const BlockedTimer blocked(group);
+  const BlockedTimer blocked(group, "barrier");
 #ifdef CORD_WITH_CUDA
   if (group.has_nccl()) detail::cuda_synchronize_current_stream();
 #endif
@@ -231,6 +236,7 @@ void barrier(const ProcessGroup& group) {
 }
 
 std::vector<std::string> gather_strings(const ProcessGroup& group, const std::string& mine, int root) {
+  const CollectiveProgress progress("gather_strings", group.name());
   const int length = static_cast<int>(mine.size());
   const bool is_root = group.rank() == root;
   std::vector<int> lengths(is_root ? static_cast<std::size_t>(group.size()) : 0);
@@ -249,6 +255,7 @@ std::vector<std::string> gather_strings(const ProcessGroup& group, const std::st
 }
 
 std::string broadcast_string(const ProcessGroup& group, const std::string& text, int root) {
+  const CollectiveProgress progress("broadcast_string", group.name());
   int length = static_cast<int>(text.size());
   CORD_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, root, group.mpi_comm()));
   std::string result = group.rank() == root ? text : std::string(static_cast<std::size_t>(length), '\0');

@@ -96,3 +96,17 @@ std::string nccl_library_version() {
 }
 
 }  // namespace cord::comm::detail
+
+namespace cord::comm::detail {
+
+std::string nccl_async_error(ncclComm* comm) {
+  ncclResult_t async_status = ncclSuccess;
+  const ncclResult_t query = ncclCommGetAsyncError(comm, &async_status);
+  if (query != ncclSuccess) return std::string("ncclCommGetAsyncError failed: ") + ncclGetErrorString(query);
+  if (async_status == ncclSuccess || async_status == ncclInProgress) return "";
+  return ncclGetErrorString(async_status);
+}
+
+void nccl_abort(ncclComm* comm) { (void)ncclCommAbort(comm); }
+
+}  // namespace cord::comm::detail

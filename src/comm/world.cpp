@@ -20,9 +20,9 @@ World::World(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) throw Error("cord::comm::World created twice: MPI is already initialised");
-  // SERIALIZED: a background thread (gradient overlap, async checkpoint) may call MPI,
-  // but never concurrently with another thread.
-  if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &thread_level_) != MPI_SUCCESS) {
+  // MULTIPLE: the hang watchdog's thread (watchdog.hpp) exchanges messages on its own
+  // communicator while the working thread may be blocked inside a collective.
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_) != MPI_SUCCESS) {
     throw CommError("MPI_Init_thread failed");
   }
   // Return codes instead of aborting inside MPI, so errors carry cord's context.

@@ -18,6 +18,9 @@ std::vector<Field> config_fields(Config& config) {
        &config.runtime.threads, at_least(0)},
       {"runtime.precision", "fp32 | bf16 (autocast matrix work, fp32 master weights and losses) | auto (bf16 on cuda)",
        choice_ref(&config.runtime.precision)},
+      {"runtime.hang_timeout_s",
+       "end the job (exit 3, naming the stopped ranks) when no rank makes progress for this long; 0 = no watchdog",
+       &config.runtime.hang_timeout_s, at_least(0)},
       {"model.source",
        "'' = the built-in model from init_seed; hf:DIR = a Hugging Face model directory, whose config.json sets "
        "every decoder field (vocab_size .. attention_bias) and whose safetensors are the weights of a stage without "

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <sstream>
@@ -39,6 +40,10 @@ std::string unknown_key_message(std::vector<Field>& fields, std::string_view key
   const Field* nearest = nullptr;
   std::size_t best = std::numeric_limits<std::size_t>::max();
   for (const Field& field : fields) {
+    // The length difference bounds the distance from below: only keys within 3 of the
+    // length can be suggested, so a long bad key costs no quadratic work.
+    const std::size_t longer = std::max(key.size(), field.key.size());
+    if (longer - std::min(key.size(), field.key.size()) > 3) continue;
     const std::size_t d = edit_distance(key, field.key);
     if (d < best) best = d, nearest = &field;
   }
@@ -209,16 +214,24 @@ std::string value_text(const FieldRef& ref) {
 }  // namespace
 
 void apply_toml_file(Config& config, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("cannot read config " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  apply_toml_text(config, text.str(), path);
+}
+
+void apply_toml_text(Config& config, std::string_view text, const std::string& source_name) {
   toml::table document;
   try {
-    document = toml::parse_file(path);
+    document = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
     const auto& begin = e.source().begin;
-    throw UsageError("cannot parse config " + path + ":" + std::to_string(begin.line) + ":" +
+    throw UsageError("cannot parse config " + source_name + ":" + std::to_string(begin.line) + ":" +
                      std::to_string(begin.column) + ": " + std::string(e.description()));
   }
   std::vector<Field> fields = config_fields(config);
-  apply_table(fields, document, "", path);
+  apply_table(fields, document, "", source_name);
 }
 
 void apply_override(Config& config, std::string_view assignment) {

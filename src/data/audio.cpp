@@ -107,7 +107,6 @@ float half_to_float(std::uint16_t bits) {
   return c10::Half(bits, c10::Half::from_bits()).operator float();
 }
 
-bool half_is_finite(std::uint16_t bits) { return (bits & 0x7C00u) != 0x7C00u; }
 
 LogMel log_mel(const std::vector<float>& samples_16k) {
   if (samples_16k.size() <= static_cast<std::size_t>(kFftSize)) {

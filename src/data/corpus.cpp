@@ -3,13 +3,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <sstream>
 #include <utility>
 
 #include "cord/comm/mpi_check.hpp"
+#include "cord/core/checksum.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/data/audio.hpp"
@@ -49,6 +52,43 @@ std::string split_list() {
 // Rows per chunk of the growing datasets: ~0.6 MB of features, ~32 kB of ids.
 constexpr std::uint64_t kChunkRows = 4096;
 
+// Schema 2: /checksums/items [items, kChecksumColumns] int64 holds, per item, the
+// content_checksum (core/checksum.hpp) of the item's part of each of these datasets, in
+// this order (the root attribute checksum_columns lists them). The vocabulary's checksum is
+// the root attribute vocab_checksum. Both are int64 bit patterns of the uint64 checksums.
+constexpr const char* kChecksumColumns[] = {
+    "/items/index",  "/items/family",     "/items/split",           "/items/difficulty",
+    "/items/speaker", "/items/rate",      "/items/pitch",           "/items/duration_s",
+    "/text/question_tokens", "/text/solution_tokens", "/text/answer_tokens", "/audio/features"};
+constexpr std::size_t kColumnCount = std::size(kChecksumColumns);
+enum Column : std::size_t { kIndex, kFamily, kSplit, kDifficulty, kSpeaker, kRate, kPitch, kDuration, kQuestionIds,
+                            kSolutionIds, kAnswerIds, kFeatures };
+
+template <typename T>
+std::int64_t checksum_of(const T* values, std::size_t count) {
+  return static_cast<std::int64_t>(content_checksum(values, count * sizeof(T)));
+}
+template <typename T>
+std::int64_t checksum_of(T value) {
+  return checksum_of(&value, 1);
+}
+
+// One row of /checksums/items.
+std::array<std::int64_t, kColumnCount> record_checksums(const CorpusRecord& r) {
+  return {checksum_of(r.index),
+          checksum_of(static_cast<std::int8_t>(r.family)),
+          checksum_of(static_cast<std::int8_t>(r.split)),
+          checksum_of(static_cast<std::int32_t>(r.difficulty)),
+          checksum_of(r.speaker),
+          checksum_of(r.rate),
+          checksum_of(r.pitch),
+          checksum_of(r.duration_s),
+          checksum_of(r.question.data(), r.question.size()),
+          checksum_of(r.solution.data(), r.solution.size()),
+          checksum_of(r.answer.data(), r.answer.size()),
+          checksum_of(r.features.data(), r.features.size())};
+}
+
 // The temporary name, chosen by rank 0 (its pid) and broadcast: every rank must agree.
 std::string agreed_temporary_name(const std::string& path, MPI_Comm comm) {
   long id = static_cast<long>(getpid());
@@ -65,7 +105,7 @@ CorpusWriter::CorpusWriter(const std::string& path, const CorpusHeader& header, 
   CORD_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
   CORD_MPI_CHECK(MPI_Comm_size(comm, &size_));
   h5::File& f = file_;
-  for (const char* group : {"/items", "/text", "/audio", "/tokenizer"}) f.create_group(group);
+  for (const char* group : {"/items", "/text", "/audio", "/tokenizer", "/checksums"}) f.create_group(group);
   f.set_attribute("/", "format", std::string(kCorpusFormat));
   f.set_attribute("/", "schema_version", kSchemaVersion);
   f.set_attribute("/", "source", header.source);
@@ -100,7 +140,10 @@ CorpusWriter::CorpusWriter(const std::string& path, const CorpusHeader& header, 
     f.create_dataset(name, Dtype::kInt64, {1}, kChunkRows);
     f.write_rows(name, 0, rank_ == 0 ? 1 : 0, &zero, Dtype::kInt64);
   }
+  f.create_dataset("/checksums/items", Dtype::kInt64, {0, kColumnCount}, kChunkRows);
+  f.set_attribute("/", "checksum_columns", join({std::begin(kChecksumColumns), std::end(kChecksumColumns)}, ','));
   const std::string vocab = join(tokenizer.vocab(), '\n');
+  f.set_attribute("/", "vocab_checksum", checksum_of(vocab.data(), vocab.size()));
   f.create_dataset("/tokenizer/vocab", Dtype::kUInt8, {vocab.size()});
   f.write_rows("/tokenizer/vocab", 0, rank_ == 0 ? vocab.size() : 0, vocab.data(), Dtype::kUInt8);
 }
@@ -157,6 +200,14 @@ void CorpusWriter::append(const std::vector<CorpusRecord>& mine) {
   per_item("/items/rate", Dtype::kInt32, [](const CorpusRecord& r) { return r.rate; });
   per_item("/items/pitch", Dtype::kInt32, [](const CorpusRecord& r) { return r.pitch; });
   per_item("/items/duration_s", Dtype::kFloat32, [](const CorpusRecord& r) { return r.duration_s; });
+  std::vector<std::int64_t> checksums;
+  checksums.reserve(mine.size() * kColumnCount);
+  for (const CorpusRecord& r : mine) {
+    const auto row = record_checksums(r);
+    checksums.insert(checksums.end(), row.begin(), row.end());
+  }
+  f.set_rows("/checksums/items", static_cast<std::uint64_t>(after[kItems]));
+  f.write_rows("/checksums/items", first, count, checksums.data(), Dtype::kInt64);
 
   // Ragged data: values at this rank's rows, then one end offset per item. `size_of`
   // is an item's number of rows (tokens, or frames for the features).
@@ -281,14 +332,21 @@ std::vector<std::int64_t> read_offsets(const h5::File& file, const std::string& 
 
 }  // namespace
 
-CorpusReader::CorpusReader(const std::string& path) : path_(path), file_(h5::File::open_read_only(path)) {
+CorpusReader::CorpusReader(const std::string& path, Open mode)
+    : CorpusReader(h5::File::open_read_only(path), path, mode) {}
+
+CorpusReader CorpusReader::from_image(const void* data, std::size_t size, const std::string& name, Open mode) {
+  return CorpusReader(h5::File::open_image(data, size, name), name, mode);
+}
+
+CorpusReader::CorpusReader(h5::File file, const std::string& path, Open mode) : path_(path), file_(std::move(file)) {
   const h5::File& f = file_;
   if (!f.has_attribute("/", "format") || f.attribute_string("/", "format") != kCorpusFormat) {
     throw Error(path + ": not a cord corpus (root attribute format is not '" + kCorpusFormat + "')");
   }
   schema_version_ = f.attribute_int("/", "schema_version");
-  if (schema_version_ != kSchemaVersion) {
-    throw Error(path + ": schema_version " + std::to_string(schema_version_) + " is not supported (this cord reads " +
+  if (schema_version_ < 1 || schema_version_ > kSchemaVersion) {
+    throw Error(path + ": schema_version " + std::to_string(schema_version_) + " is not supported (this cord reads 1 to " +
                 std::to_string(kSchemaVersion) + ")");
   }
   source_ = f.attribute_string("/", "source");
@@ -305,9 +363,18 @@ CorpusReader::CorpusReader(const std::string& path) : path_(path), file_(h5::Fil
     throw Error(path + ": root attribute families is '" + f.attribute_string("/", "families") + "', expected '" +
                 family_list() + "'");
   }
+  read_items();
+  if (schema_version_ >= 2) read_checksums(mode);
+  if (mode == Open::kForVerify) return;
+  if (schema_version_ >= 2) verify_loaded();
+  check_values();
+}
 
+// The per-item datasets, the token ids with their offsets, the feature offsets, the vocabulary.
+void CorpusReader::read_items() {
+  const h5::File& f = file_;
   const h5::DatasetInfo family_info = f.dataset_info("/items/family");
-  if (family_info.shape.size() != 1) throw Error(path + " dataset /items/family: must be one-dimensional");
+  if (family_info.shape.size() != 1) throw Error(path_ + " dataset /items/family: must be one-dimensional");
   const auto n = static_cast<std::int64_t>(family_info.shape[0]);
   require_dataset(f, "/items/index", Dtype::kInt64, {n});
   require_dataset(f, "/items/family", Dtype::kInt8, {n});
@@ -320,16 +387,6 @@ CorpusReader::CorpusReader(const std::string& path) : path_(path), file_(h5::Fil
   split_ = f.read_all<std::int8_t>("/items/split");
   difficulty_ = f.read_all<std::int32_t>("/items/difficulty");
   duration_ = f.read_all<float>("/items/duration_s");
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto k = static_cast<std::size_t>(i);
-    if (family_[k] < 0 || family_[k] >= kFamilyCount) {
-      throw Error(path + " dataset /items/family: item " + std::to_string(i) + " has family " + std::to_string(family_[k]));
-    }
-    if (split_[k] < 0 || split_[k] >= kSplitCount) {
-      throw Error(path + " dataset /items/split: item " + std::to_string(i) + " has split " + std::to_string(split_[k]));
-    }
-  }
-
   auto text = [&](const std::string& what, std::vector<std::int32_t>& values, std::vector<std::int64_t>& offsets) {
     const std::string values_name = "/text/" + what + "_tokens";
     require_dataset(f, values_name, Dtype::kInt32, {-1});
@@ -339,20 +396,84 @@ CorpusReader::CorpusReader(const std::string& path) : path_(path), file_(h5::Fil
   text("question", question_, question_offsets_);
   text("solution", solution_, solution_offsets_);
   text("answer", answer_, answer_offsets_);
-
   require_dataset(f, "/audio/features", Dtype::kFloat16, {-1, kMelBins});
   const auto feature_rows = static_cast<std::int64_t>(f.dataset_info("/audio/features").shape[0]);
   frame_offsets_ = read_offsets(f, "/audio/frame_offsets", n, feature_rows);
-
   require_dataset(f, "/tokenizer/vocab", Dtype::kUInt8, {-1});
   const std::vector<std::uint8_t> vocab_bytes = f.read_all<std::uint8_t>("/tokenizer/vocab");
-  tokenizer_ = Tokenizer::from_vocab(split_on(std::string(vocab_bytes.begin(), vocab_bytes.end()), '\n'),
-                                     path + " dataset /tokenizer/vocab");
+  vocab_text_.assign(vocab_bytes.begin(), vocab_bytes.end());
+}
+
+void CorpusReader::read_checksums(Open mode) {
+  const h5::File& f = file_;
+  const std::string expected = join({std::begin(kChecksumColumns), std::end(kChecksumColumns)}, ',');
+  if (!f.has_attribute("/", "checksum_columns") || f.attribute_string("/", "checksum_columns") != expected) {
+    throw Error(path_ + ": root attribute checksum_columns is missing or not '" + expected + "' (schema version 2)");
+  }
+  require_dataset(f, "/checksums/items", Dtype::kInt64, {size(), static_cast<std::int64_t>(kColumnCount)});
+  checksums_ = f.read_all<std::int64_t>("/checksums/items");
+  const std::int64_t vocab = checksum_of(vocab_text_.data(), vocab_text_.size());
+  vocab_damaged_ = f.attribute_int("/", "vocab_checksum") != vocab;
+  if (vocab_damaged_ && mode == Open::kChecked) {
+    throw Error(path_ + " dataset /tokenizer/vocab: does not match its checksum: the file is damaged");
+  }
+}
+
+std::int64_t CorpusReader::computed_checksum(std::size_t column, std::int64_t i) const {
+  const auto k = static_cast<std::size_t>(i);
+  auto ids = [&](const std::vector<std::int32_t>& values, const std::vector<std::int64_t>& offsets) {
+    const auto begin = static_cast<std::size_t>(offsets[k]);
+    return checksum_of(values.data() + begin, static_cast<std::size_t>(offsets[k + 1]) - begin);
+  };
+  switch (column) {
+    case kIndex: return checksum_of(index_[k]);
+    case kFamily: return checksum_of(family_[k]);
+    case kSplit: return checksum_of(split_[k]);
+    case kDifficulty: return checksum_of(difficulty_[k]);
+    case kDuration: return checksum_of(duration_[k]);
+    case kQuestionIds: return ids(question_, question_offsets_);
+    case kSolutionIds: return ids(solution_, solution_offsets_);
+    case kAnswerIds: return ids(answer_, answer_offsets_);
+    default: throw Error(std::string("corpus checksum column ") + kChecksumColumns[column] + " is not held in memory");
+  }
+}
+
+std::int64_t CorpusReader::stored_checksum(std::size_t column, std::int64_t i) const {
+  return checksums_[static_cast<std::size_t>(i) * kColumnCount + column];
+}
+
+std::string CorpusReader::damage_message(std::size_t column, std::int64_t i) const {
+  return path_ + " dataset " + kChecksumColumns[column] + ": item " + std::to_string(i) +
+         " does not match its checksum: the file is damaged (cord corpus verify " + path_ + " lists every damaged item)";
+}
+
+// What a run holds in memory is cheap to check at open; features are checked as they are read.
+void CorpusReader::verify_loaded() const {
+  for (const std::size_t column : {kIndex, kFamily, kSplit, kDifficulty, kDuration, kQuestionIds, kSolutionIds,
+                                   kAnswerIds}) {
+    for (std::int64_t i = 0; i < size(); ++i) {
+      if (computed_checksum(column, i) != stored_checksum(column, i)) throw Error(damage_message(column, i));
+    }
+  }
+}
+
+// Values that a damaged or hand-made file (schema 1: no checksums) could hold.
+void CorpusReader::check_values() {
+  for (std::int64_t i = 0; i < size(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    if (family_[k] < 0 || family_[k] >= kFamilyCount) {
+      throw Error(path_ + " dataset /items/family: item " + std::to_string(i) + " has family " + std::to_string(family_[k]));
+    }
+    if (split_[k] < 0 || split_[k] >= kSplitCount) {
+      throw Error(path_ + " dataset /items/split: item " + std::to_string(i) + " has split " + std::to_string(split_[k]));
+    }
+  }
+  tokenizer_ = Tokenizer::from_vocab(split_on(vocab_text_, '\n'), path_ + " dataset /tokenizer/vocab");
   const auto vocab_size = static_cast<std::int32_t>(tokenizer_.size());
   for (const auto* values : {&question_, &solution_, &answer_}) {
     for (const std::int32_t id : *values) {
       if (id < 0 || id >= vocab_size) {
-        throw Error(path + " dataset /text: token id " + std::to_string(id) + " outside the vocabulary of " +
+        throw Error(path_ + " dataset /text: token id " + std::to_string(id) + " outside the vocabulary of " +
                     std::to_string(vocab_size));
       }
     }
@@ -384,13 +505,22 @@ void CorpusReader::reencode(const IdConverter& convert) {
   };
   redo(question_, question_offsets_, "question");
   redo(solution_, solution_offsets_, "solution");
+  reencoded_ = true;
 }
 
-std::vector<std::uint16_t> CorpusReader::features(std::int64_t i) const {
+std::vector<std::uint16_t> CorpusReader::raw_features(std::int64_t i) const {
   const std::int64_t rows = frames(i);
   std::vector<std::uint16_t> values(static_cast<std::size_t>(rows) * kMelBins);
   file_.read_rows("/audio/features", static_cast<std::uint64_t>(frame_offsets_[static_cast<std::size_t>(i)]),
                   static_cast<std::uint64_t>(rows), values.data(), Dtype::kFloat16);
+  return values;
+}
+
+std::vector<std::uint16_t> CorpusReader::features(std::int64_t i) const {
+  std::vector<std::uint16_t> values = raw_features(i);
+  if (has_checksums() && checksum_of(values.data(), values.size()) != stored_checksum(kFeatures, i)) {
+    throw Error(damage_message(kFeatures, i));
+  }
   for (const std::uint16_t v : values) {
     if (!half_is_finite(v)) {
       throw Error(path_ + " dataset /audio/features: item " + std::to_string(i) + " has NaN or infinite values");
@@ -401,6 +531,29 @@ std::vector<std::uint16_t> CorpusReader::features(std::int64_t i) const {
 
 void CorpusReader::check_features_finite() const {
   for (std::int64_t i = 0; i < size(); ++i) features(i);
+}
+
+std::vector<CorpusReader::Damage> CorpusReader::verify() const {
+  CORD_CHECK(!reencoded_, "CorpusReader::verify() after reencode(): the ids in memory are no longer the file's");
+  std::vector<Damage> damaged;
+  if (!has_checksums()) return damaged;
+  if (vocab_damaged_) damaged.push_back({"/tokenizer/vocab", -1});
+  const std::vector<std::int32_t> speaker = file_.read_all<std::int32_t>("/items/speaker");
+  const std::vector<std::int32_t> rate = file_.read_all<std::int32_t>("/items/rate");
+  const std::vector<std::int32_t> pitch = file_.read_all<std::int32_t>("/items/pitch");
+  for (std::int64_t i = 0; i < size(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    for (std::size_t column = 0; column < kColumnCount; ++column) {
+      std::int64_t computed = 0;
+      if (column == kSpeaker) computed = checksum_of(speaker[k]);
+      else if (column == kRate) computed = checksum_of(rate[k]);
+      else if (column == kPitch) computed = checksum_of(pitch[k]);
+      else if (column == kFeatures) computed = checksum_of(raw_features(i).data(), static_cast<std::size_t>(frames(i)) * kMelBins);
+      else computed = computed_checksum(column, i);
+      if (computed != stored_checksum(column, i)) damaged.push_back({kChecksumColumns[column], i});
+    }
+  }
+  return damaged;
 }
 
 }  // namespace cord::data

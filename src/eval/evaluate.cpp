@@ -6,6 +6,7 @@
 
 #include "cord/comm/collectives.hpp"
 #include "cord/core/error.hpp"
+#include "cord/core/progress.hpp"
 #include "cord/eval/prompts.hpp"
 #include "cord/model/generate.hpp"
 
@@ -66,6 +67,7 @@ EvalOutcome evaluate(model::Lalm& model, const data::CorpusReader& corpus, const
   outcome.scores.transcripts = options.transcripts;
   std::vector<std::string> my_predictions;
   for (size_t begin = 0; begin < rows.size(); begin += static_cast<size_t>(options.batch)) {
+    mark_progress();  // a long evaluation is many batches: the hang watchdog sees them go by
     const size_t end = std::min(rows.size(), begin + static_cast<size_t>(options.batch));
     const data::Batch batch = data::load_batch(corpus, {rows.begin() + begin, rows.begin() + end});
     const size_t size = batch.items.size();

@@ -1,7 +1,12 @@
 #include "cord/h5/h5.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <utility>
+
+#include "cord/core/progress.hpp"
 
 namespace cord::h5 {
 namespace {
@@ -123,6 +128,16 @@ File File::open_read_only(const std::string& path, MPI_Comm comm) {
                 detail::error_stack_text());
   }
   return File(Handle(id, &H5Fclose), path, comm != MPI_COMM_NULL);
+}
+
+File File::open_image(const void* data, std::size_t size, const std::string& name) {
+  silence_automatic_error_printing();
+  Handle fapl(CORD_H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), name), &H5Pclose);
+  CORD_H5_CHECK(H5Pset_fapl_core(fapl.id(), 1 << 16, 0), name);  // in memory, never written back
+  CORD_H5_CHECK(H5Pset_file_image(fapl.id(), const_cast<void*>(data), size), name);
+  const hid_t id = H5Fopen(name.c_str(), H5F_ACC_RDONLY, fapl.id());
+  if (id < 0) throw Error("cannot open " + name + " as HDF5 (not an HDF5 file image): " + detail::error_stack_text());
+  return File(Handle(id, &H5Fclose), name, false);
 }
 
 std::string File::where(const std::string& object) const { return path_ + " object " + object; }
@@ -387,8 +402,23 @@ BlockTransfer prepare_rows(hid_t file, const std::string& name, std::uint64_t ro
   return prepare_block(file, name, start, count, rows == 0, collective, context);
 }
 
+// Test hook: CORD_TEST_SLOW_H5_MS=N makes every dataset transfer take N ms longer, as a slow
+// file system would, so that the tests can show a long save or validation that keeps
+// making progress does not trip the hang watchdog.
+void slow_down_for_test() {
+  static const long delay_ms = [] {
+    const char* text = std::getenv("CORD_TEST_SLOW_H5_MS");
+    return text == nullptr ? 0L : std::strtol(text, nullptr, 10);
+  }();
+  if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+}
+
 void transfer(const BlockTransfer& t, Dtype dtype, const void* write_data, void* read_data, bool none,
               const std::string& context) {
+  // Long saves and loads are many transfers: each one's start and end count as progress
+  // for the hang watchdog.
+  mark_progress();
+  slow_down_for_test();
   const Handle type = type_handle(dtype);
   static char nothing = 0;  // HDF5 rejects a null buffer even when nothing is selected
   if (write_data != nullptr || read_data == nullptr) {
@@ -400,6 +430,7 @@ void transfer(const BlockTransfer& t, Dtype dtype, const void* write_data, void*
                           none ? &nothing : read_data),
                   context);
   }
+  mark_progress();
 }
 
 }  // namespace

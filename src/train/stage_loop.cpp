@@ -12,6 +12,7 @@
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
+#include "cord/core/progress.hpp"
 #include "cord/data/corpus.hpp"
 #include "cord/eval/prompts.hpp"
 #include "cord/eval/vocabulary.hpp"
@@ -181,6 +182,8 @@ StageSummary StageLoop::train() {
   if (!s.resumed && s.stage.validates_at_start()) validate(0);
   s.context.model->train();
   for (int64_t step = first_step(); step < steps; ++step) {
+    mark_step_started(step + 1);
+    maybe_stop_for_test("step", step + 1, s.groups.world.rank());
     s.timer.start_step();
     const StepResult result = train_step(step);
     const StepTimes times = s.timer.finish_step();
@@ -370,6 +373,7 @@ void StageLoop::validate(int64_t step) {
   State& s = *s_;
   if (s.config.train.val_items == 0) return;
   const auto start = Clock::now();
+  set_progress_phase("validation");
   const Validation v = s.stage.validate();
   const double seconds = seconds_since(start);
   CORD_LOG(kInfo) << "validation @ step " << step << " | " << v.summary << " over " << s.config.train.val_items

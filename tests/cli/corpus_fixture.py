@@ -1,8 +1,9 @@
-"""Corpus files written by h5py straight from data/README.md (schema version 1), for the
-`cord corpus` end-to-end cases: a valid tiny corpus, and broken variants of it.
+"""Corpus files written by h5py straight from data/README.md, for the `cord corpus`
+end-to-end cases: a valid tiny corpus, and broken variants of it.
 
-write_corpus(path, broken=None): broken is one of None, "schema_version", "missing_dataset",
-"wrong_dtype", "wrong_shape", "nan"; returns the number of items.
+write_corpus(path, broken=None, schema=1): broken is one of None, "schema_version",
+"missing_dataset", "wrong_dtype", "wrong_shape", "nan"; schema 2 adds the checksums,
+computed here from the README's definition; returns the number of items.
 read_item(path, i): one item as the README's snippet reads it (question text, answer text,
 features [frames, 80] float32).
 """
@@ -35,7 +36,52 @@ def ragged(group, name, rows, dtype):
     group.create_dataset(name + "_offsets", data=offsets)
 
 
-def write_corpus(path, broken=None):
+def fmix32(x):
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def content_checksum(data):
+    """data/README.md "Checksums": one term per little-endian 32-bit word, then per trailing
+    byte, term(j, w) = fmix32(w + j * 0x9E3779B1 mod 2^32), summed mod 2^64; as int64."""
+    data = bytes(data)
+    words = len(data) // 4
+    total = 0
+    for j in range(words):
+        w = int.from_bytes(data[4 * j:4 * j + 4], "little")
+        total += fmix32((w + j * 0x9E3779B1) & 0xFFFFFFFF)
+    for t, byte in enumerate(data[4 * words:]):
+        total += fmix32((byte + (words + t) * 0x9E3779B1) & 0xFFFFFFFF)
+    total %= 1 << 64
+    return total - (1 << 64) if total >= 1 << 63 else total
+
+
+CHECKSUM_COLUMNS = ["/items/index", "/items/family", "/items/split", "/items/difficulty", "/items/speaker",
+                    "/items/rate", "/items/pitch", "/items/duration_s", "/text/question_tokens",
+                    "/text/solution_tokens", "/text/answer_tokens", "/audio/features"]
+
+
+def add_checksums(f):
+    n = f["items/family"].shape[0]
+    rows = np.zeros((n, len(CHECKSUM_COLUMNS)), dtype=np.int64)
+    for c, name in enumerate(CHECKSUM_COLUMNS):
+        data = f[name][:]
+        if name.startswith("/items/"):
+            parts = [data[i:i + 1] for i in range(n)]
+        else:
+            offsets = f[name.replace("_tokens", "_offsets").replace("features", "frame_offsets")][:]
+            parts = [data[offsets[i]:offsets[i + 1]] for i in range(n)]
+        for i, part in enumerate(parts):
+            rows[i, c] = content_checksum(np.ascontiguousarray(part).tobytes())
+    f.create_group("checksums").create_dataset("items", data=rows)
+    f.attrs["checksum_columns"] = ",".join(CHECKSUM_COLUMNS)
+    f.attrs["vocab_checksum"] = np.int64(content_checksum(f["tokenizer/vocab"][:].tobytes()))
+
+
+def write_corpus(path, broken=None, schema=1):
     n = 4
     questions = [f"Ada has {3 + i} apples. How many apples does Ada have now?" for i in range(n)]
     answers = [str(3 + i) for i in range(n)]
@@ -47,7 +93,7 @@ def write_corpus(path, broken=None):
         features[frames[0] + 2, 5] = np.nan
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "cord-corpus"
-        f.attrs["schema_version"] = np.int64(99 if broken == "schema_version" else 1)
+        f.attrs["schema_version"] = np.int64(99 if broken == "schema_version" else schema)
         f.attrs["source"] = "import"
         f.attrs["seed"] = np.int64(0)
         f.attrs["config"] = ""
@@ -79,6 +125,8 @@ def write_corpus(path, broken=None):
             audio.create_dataset("frame_offsets", data=offsets)
         f.create_group("tokenizer").create_dataset(
             "vocab", data=np.frombuffer("\n".join(VOCAB).encode(), dtype=np.uint8))
+        if schema >= 2:
+            add_checksums(f)
     return n
 
 

@@ -174,10 +174,10 @@ def case_corpus_help():
     expect(proc.returncode == 0 and "  corpus" in proc.stdout, "--help lists corpus", proc)
     proc = cord("corpus", "--help")
     expect(proc.returncode == 0, "corpus --help exits 0", proc)
-    for text in ("synth|import|inspect [PATH]", "--out", "--manifest", "--json", "--set"):
+    for text in ("synth|import|inspect|verify [PATH]", "--out", "--manifest", "--json", "--set"):
         expect(text in proc.stdout, f"corpus --help mentions {text}", proc)
     proc = cord("corpus")
-    expect(proc.returncode == 2 and "give an ACTION: synth, import or inspect" in proc.stderr, "no action", proc)
+    expect(proc.returncode == 2 and "give an ACTION: synth, import, inspect or verify" in proc.stderr, "no action", proc)
     proc = cord("corpus", "bake")
     expect(proc.returncode == 2 and "unknown action 'bake'" in proc.stderr, "unknown action", proc)
     proc = cord("corpus", "synth", "--config", corpus_job())
@@ -193,12 +193,12 @@ def case_corpus_synth_inspect_np2():
         proc = cord("corpus", "inspect", out, "--json")
         expect(proc.returncode == 0, "inspect --json", proc)
         report = json.loads(proc.stdout)
-        expect(report["items"] == 36 and report["schema_version"] == 1, f"items and schema: {report}")
+        expect(report["items"] == 36 and report["schema_version"] == 2, f"items and schema: {report}")
         expect(report["families"] == {"arithmetic": 12, "multiple_choice": 12, "ordering": 12}, f"{report['families']}")
         expect(sum(report["splits"].values()) == 36 and report["vocab_size"] > 100, f"{report}")
         expect(report["feature_config"]["n_mels"] == 80 and report["duration_s"]["min"] > 0.5, f"{report}")
         proc = cord("corpus", "inspect", out)
-        expect(proc.returncode == 0 and "multiple_choice" in proc.stdout and "schema 1" in proc.stdout, "table", proc)
+        expect(proc.returncode == 0 and "multiple_choice" in proc.stdout and "schema 2" in proc.stdout, "table", proc)
         sys.path.insert(0, os.path.dirname(__file__))
         from corpus_fixture import read_item
         question, answer, features = read_item(out, 0)
@@ -217,7 +217,7 @@ def case_corpus_rank_independence_np3():
                         ranks=ranks)
             expect(proc.returncode == 0, f"synth on {ranks} ranks", proc)
         reference = h5_datasets(files[1])
-        expect(len(reference) == 18, f"17 datasets + attributes, got {sorted(reference)}")
+        expect(len(reference) == 19, f"18 datasets + attributes, got {sorted(reference)}")
         for ranks in (2, 3):
             other = h5_datasets(files[ranks])
             expect(sorted(other) == sorted(reference), f"same datasets with {ranks} ranks")
@@ -241,6 +241,12 @@ def case_corpus_h5py_fixture():
         expect(proc.returncode == 0, "a corpus written by h5py from data/README.md loads", proc)
         report = json.loads(proc.stdout)
         expect(report["items"] == n and report["splits"] == {"train": 2, "validation": 1, "test": 1}, f"{report}")
+        # Schema 2, with checksums computed in Python from the README: cord verifies them.
+        path = os.path.join(tmp, "fixture_v2.h5")
+        write_corpus(path, schema=2)
+        proc = cord("corpus", "verify", path)
+        expect(proc.returncode == 0 and f"{n} items, every checksum matches" in proc.stdout,
+               "a schema-2 corpus written by h5py from data/README.md verifies", proc)
 
 
 def case_corpus_bad_files():
@@ -269,6 +275,60 @@ def case_corpus_bad_files():
         missing = os.path.join(tmp, "absent.h5")
         proc = cord("corpus", "inspect", missing)
         expect(proc.returncode != 0 and missing in proc.stderr, "missing file", proc)
+
+
+def flip_dataset_byte(path, dataset, row, byte_in_row):
+    """Flips every bit of one byte of `dataset` in the file itself (row `row` of a chunked,
+    uncompressed dataset, `byte_in_row` bytes into it), as a disk error would."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        row_bytes = ds.dtype.itemsize * (ds.shape[1] if ds.ndim == 2 else 1)
+        chunk_start = row // ds.chunks[0] * ds.chunks[0]  # (get_chunk_info_by_coord echoes the coordinate)
+        chunk = ds.id.get_chunk_info_by_coord((chunk_start, 0) if ds.ndim == 2 else (chunk_start,))
+        offset = chunk.byte_offset + (row - chunk_start) * row_bytes + byte_in_row
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        value = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([value ^ 0xFF]))
+
+
+def case_corpus_verify():
+    """Checksums: a synthesised corpus verifies; one flipped byte in an item's features or
+    question ids is named (dataset and item) by verify, and by inspect, which reads items
+    through the same CorpusReader::features() as the training loader."""
+    import h5py
+    with tempfile.TemporaryDirectory() as tmp:
+        good = os.path.join(tmp, "good.h5")
+        proc = cord("corpus", "synth", "--config", corpus_job(), "--out", good)
+        expect(proc.returncode == 0, "synth", proc)
+        proc = cord("corpus", "verify", good)
+        expect(proc.returncode == 0 and "36 items, every checksum matches" in proc.stdout, "a new corpus verifies", proc)
+        with h5py.File(good, "r") as f:
+            frame_start = int(f["audio/frame_offsets"][17])
+            question_start = int(f["text/question_offsets"][5])
+        damaged = {
+            "features": ("/audio/features", frame_start + 3, 41, 17),
+            "question": ("/text/question_tokens", question_start, 1, 5),
+        }
+        for name, (dataset, row, byte, item) in damaged.items():
+            path = os.path.join(tmp, f"{name}.h5")
+            subprocess.run(["cp", good, path], check=True)
+            flip_dataset_byte(path, dataset, row, byte)
+            proc = cord("corpus", "verify", path)
+            expect(proc.returncode == 1 and f"dataset {dataset} item {item}: damaged" in proc.stdout and
+                   "1 damaged (dataset, item) pairs" in proc.stdout, f"{name}: verify names it", proc)
+            proc = cord("corpus", "inspect", path)
+            expect(proc.returncode != 0 and f"{path} dataset {dataset}: item {item} does not match its checksum"
+                   in proc.stderr, f"{name}: inspect refuses it", proc)
+        # Version 1 (no checksums: the h5py fixture) still loads; verify says it cannot check it.
+        sys.path.insert(0, os.path.dirname(__file__))
+        from corpus_fixture import write_corpus
+        old = os.path.join(tmp, "v1.h5")
+        write_corpus(old)
+        proc = cord("corpus", "verify", old)
+        expect(proc.returncode == 1 and "schema version 1 holds no checksums" in proc.stdout, "v1 verify", proc)
 
 
 def write_wav(path, seconds, rate, channels, frequency=330.0):
@@ -852,31 +912,63 @@ def committed_step(run_dir):
     return int(open(marker).read().strip()[5:13]) if os.path.exists(marker) else 0
 
 
+def last_recorded_step(run_dir):
+    """The newest step record of the latest attempt (records after its header), 0 if none."""
+    path = os.path.join(run_dir, "text", "metrics.jsonl")
+    if not os.path.exists(path):
+        return 0
+    last = 0
+    with open(path) as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line being written
+                continue
+            if r["type"] == "header":
+                last = 0
+            elif r["type"] == "step":
+                last = r["step"]
+    return last
+
+
+def run_killed_at_step(cmd, target_step, run_dir, extra_s, timeout=180):
+    """Starts cmd in its own process group and kills the group with SIGKILL `extra_s` seconds
+    after the run has recorded step `target_step` (0: after `extra_s` seconds, whatever it
+    is doing). Progress, not a clock, decides, so a loaded machine moves the kill with the
+    run. Returns the exit code (None when killed) and stderr."""
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would stall the job
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
+    started = time.monotonic()
+    reached = started if target_step == 0 else None
+    while proc.poll() is None and time.monotonic() - started < timeout:
+        if reached is None and last_recorded_step(run_dir) >= target_step:
+            reached = time.monotonic()
+        if reached is not None and time.monotonic() - reached >= extra_s:
+            break
+        time.sleep(0.005)
+    code = proc.poll()
+    if code is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.seek(0)
+    return code, log.read()
+
+
 def kill_and_resume(name, kills, ranks=None, steps=60):
     """Kills a checkpointing text run (a checkpoint every step) with SIGKILL at `kills`
     random moments and once inside each window of a save, resumes with --resume auto each
-    time, and checks that every step's loss equals the uninterrupted run's."""
+    time, and checks that every step's loss equals the uninterrupted run's. The moments are
+    chosen by the run's progress (a random step ahead, plus a random fraction of a step), so
+    the test holds on a loaded machine, where every step takes longer."""
     reference = os.path.join(ARGS.work_dir, f"{name}-reference")
     victim = os.path.join(ARGS.work_dir, f"{name}-killed")
     subprocess.run(["rm", "-rf", reference, victim], check=True)
     sets = ["--set", "ckpt.every_steps=1"]
     launcher = [ARGS.mpiexec, "-n", str(ranks)] if ranks else []
-    # The uninterrupted run, timed: start-up (until the first step record) and training.
     started = time.monotonic()
-    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would stall the job
-    job = subprocess.Popen([*launcher, ARGS.cord, "train", *stage_sets(reference, "text", steps), *sets],
-                           stdout=subprocess.DEVNULL, stderr=log, text=True)
-    path = os.path.join(reference, "text", "metrics.jsonl")
-    startup = None
-    while job.poll() is None:
-        if startup is None and os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
-            startup = time.monotonic() - started
-        time.sleep(0.02)
+    proc = run([*launcher, ARGS.cord, "train", *stage_sets(reference, "text", steps), *sets], timeout=300)
+    expect(proc.returncode == 0, "uninterrupted run", proc)
     duration = time.monotonic() - started
-    log.seek(0)
-    err = log.read()
-    expect(job.returncode == 0 and startup is not None, f"uninterrupted run:\n{err[-3000:]}")
-    training = duration - startup
     expected, _ = step_losses(reference, "text")
     cmd = [*launcher, ARGS.cord, "train", *stage_sets(victim, "text", steps), *sets, "--resume", "auto"]
     # Deterministic windows first: killed after the temporary file is written, and after the
@@ -887,20 +979,24 @@ def kill_and_resume(name, kills, ranks=None, steps=60):
     rng = random.Random(int(os.environ.get("CORD_KILL_SEED", "12345")))
     trail = []
     for kill in range(kills):
-        # The first kill lands during start-up; the others during training, each advancing
-        # the run by a random share of what is left (at most 1.5 / kills of the whole).
-        remaining = training * (1 - committed_step(victim) / steps)
-        delay = (rng.uniform(0.3, startup) if kill == 0 else
-                 startup + rng.uniform(0, min(0.8 * remaining, 1.5 * training / kills)))
-        code, err = run_killed(cmd, delay)
-        expect(code is None, f"kill {kill} ({delay:.2f} s) came after the run had ended; raise `steps` "
-                             f"(committed steps so far: {trail})\n{err[-2000:]}")
+        # The first kill lands during start-up (a random time before the first step); the
+        # others a random number of steps ahead (at most 1.5 / kills of the run, so that
+        # steps remain for the last one) and a random part of a step (0-30 ms) after it.
+        done = committed_step(victim)
+        if kill == 0:
+            target, extra = 0, rng.uniform(0.3, 1.5)
+        else:
+            ahead = max(1, int(1.5 * steps / kills))
+            target, extra = min(steps - 2, done + rng.randint(1, ahead)), rng.uniform(0, 0.03)
+        code, err = run_killed_at_step(cmd, target, victim, extra)
+        expect(code is None, f"kill {kill} (step {target} + {extra:.3f} s) came after the run had ended "
+                             f"(exit {code}; committed steps so far: {trail})\n{err[-2000:]}")
         # Every kill leaves a resumable folder: the marker names a file that verifies.
         step = committed_step(victim)
         trail.append(step)
         if step > 0:
             check = cord("ckpt", "inspect", os.path.join(checkpoint_dir(victim, "text"), f"step-{step:08d}.h5"))
-            expect(check.returncode == 0, f"kill {kill} after {delay:.2f} s: the committed checkpoint verifies", check)
+            expect(check.returncode == 0, f"kill {kill} at step {target}: the committed checkpoint verifies", check)
     proc = run(cmd, timeout=240)
     expect(proc.returncode == 0, "the final resume completes", proc)
     losses, records = step_losses(victim, "text")
@@ -910,7 +1006,7 @@ def kill_and_resume(name, kills, ranks=None, steps=60):
     expect(records[-1]["type"] == "end", "the stage ended")
     expect(os.path.exists(os.path.join(victim, "text", "model.h5")), "the weights were written")
     print(f"{kills} kills (committed step after each: {trail}) + 2 save-window crashes; the uninterrupted run took "
-          f"{startup:.1f} s to start and {training:.1f} s to train; every step's loss matches bitwise")
+          f"{duration:.1f} s; every step's loss matches bitwise")
 
 
 def case_ckpt_kill_np1():
@@ -970,6 +1066,108 @@ def case_ckpt_signal_np2():
     stopped = [r for r in metrics(os.path.join(walled, "text", "metrics.jsonl")) if r["type"] == "stop"][0]["step"]
     proc = cord("train", *long_run, "--resume", "auto", "--max-wall-minutes", "0.1", ranks=2)
     expect(proc.returncode == 75 and f"(step {stopped}," in proc.stderr, "the next attempt resumes", proc)
+
+
+def stopped_rank_run(name, ranks, stop_at, *sets, timeout_s=6):
+    """A 40-step text stage (a checkpoint every 2 steps) in which CORD_TEST_STOP_AT=POINT:STEP:RANK
+    makes one rank SIGSTOP itself when step STEP starts or inside the checkpoint of step STEP.
+    Returns the exit code, stderr, the seconds from the step record just before the stop
+    (STEP - 1, or STEP for a save) to the job's end, and the run folder."""
+    run_dir = os.path.join(ARGS.work_dir, name)
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    point, step, _ = stop_at.split(":")
+    step = int(step) - (1 if point == "step" else 0)
+    watch = ["--set", f"runtime.hang_timeout_s={timeout_s}", "--set", "ckpt.every_steps=2", *sets]
+    cmd = [ARGS.mpiexec, "-n", str(ranks), ARGS.cord, "train", *stage_sets(run_dir, "text", 40), *watch]
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: nobody reads it while the job runs
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True,
+                           env=dict(os.environ, CORD_TEST_STOP_AT=stop_at))
+    path = os.path.join(run_dir, "text", "metrics.jsonl")
+    stopped_at = None
+    deadline = time.monotonic() + 180
+    while job.poll() is None and time.monotonic() < deadline:
+        if stopped_at is None and os.path.exists(path) and any(
+                r["type"] == "step" and r["step"] == step for r in metrics(path)):
+            stopped_at = time.monotonic()
+        time.sleep(0.05)
+    hung = job.poll() is None
+    if hung:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    log.seek(0)
+    err = log.read()
+    expect(not hung, f"{name}: the job still ran 180 s after it started:\n{err[-3000:]}")
+    expect(stopped_at is not None, f"{name}: step {step} was never recorded:\n{err[-3000:]}")
+    return job.returncode, err, time.monotonic() - stopped_at, run_dir
+
+
+def expect_hang_reported(name, code, err, after_s, stopped_rank, waiting, timeout_s=6):
+    """Exit 3 within the timeout + 30 s, one message naming the stopped rank, and the
+    waiting ranks' step and collective."""
+    expect(code == 3, f"{name}: exit code 3 (got {code}):\n{err[-3000:]}")
+    expect(after_s <= timeout_s + 30, f"{name}: ended {after_s:.1f} s after the stop (limit {timeout_s + 30} s)")
+    expect(err.count("hang watchdog: no rank has made progress") == 1, f"{name}: one message:\n{err[-3000:]}")
+    expect(f"rank {stopped_rank} stopped responding" in err, f"{name}: names rank {stopped_rank}:\n{err[-3000:]}")
+    for line in waiting:
+        expect(line in err, f"{name}: reports '{line}':\n{err[-3000:]}")
+
+
+def expect_resumes(name, run_dir, ranks, committed, *sets):
+    """The last committed checkpoint is step `committed`, verifies, and the stage resumes from it
+    to the end (steps recorded twice have bitwise the same loss: step_losses checks)."""
+    expect(committed_step(run_dir) == committed, f"{name}: committed step {committed_step(run_dir)}, "
+                                                 f"expected {committed}")
+    path = os.path.join(checkpoint_dir(run_dir, "text"), f"step-{committed:08d}.h5")
+    check = cord("ckpt", "inspect", path)
+    expect(check.returncode == 0, f"{name}: the committed checkpoint verifies", check)
+    proc = run([ARGS.mpiexec, "-n", str(ranks), ARGS.cord, "train", *stage_sets(run_dir, "text", 40),
+                "--set", "ckpt.every_steps=2", *sets, "--resume", "auto"], timeout=240)
+    expect(proc.returncode == 0 and f"step-{committed:08d}.h5 (step {committed}" in proc.stderr,
+           f"{name}: resumes from step {committed} to the end", proc)
+    losses, _ = step_losses(run_dir, "text")
+    expect(sorted(losses) == list(range(1, 41)), f"{name}: every step recorded: {sorted(losses)}")
+
+
+def case_hang_watchdog_np2():
+    """SIGSTOP of rank 1 of 2 mid-step and inside a checkpoint save: exit 3 naming rank 1,
+    and the last committed checkpoint verifies and resumes."""
+    code, err, after, run_dir = stopped_rank_run("hang-step-np2", 2, "step:10:1")
+    expect_hang_reported("mid-step", code, err, after, 1, ["rank 0 (", "step 10, in all_reduce"])
+    expect_resumes("mid-step", run_dir, 2, 8)
+    code, err, after, run_dir = stopped_rank_run("hang-save-np2", 2, "save:6:1")
+    expect_hang_reported("in a save", code, err, after, 1, ["rank 0 (", "step 6, in checkpoint save"])
+    expect_resumes("in a save", run_dir, 2, 4)
+
+
+def case_hang_watchdog_np4():
+    """tp 2 x dp 2: SIGSTOP of rank 2 of 4 mid-step, and of rank 3 inside a save."""
+    tp = ["--set", "parallel.tp=2"]
+    code, err, after, run_dir = stopped_rank_run("hang-step-np4", 4, "step:8:2", *tp)
+    expect_hang_reported("np4 mid-step", code, err, after, 2, ["rank 0 (", "rank 1 (", "rank 3 (", "step 8, in"])
+    expect_resumes("np4 mid-step", run_dir, 4, 6, *tp)
+    code, err, after, run_dir = stopped_rank_run("hang-save-np4", 4, "save:4:3", *tp)
+    expect_hang_reported("np4 in a save", code, err, after, 3, ["rank 0 (", "rank 1 (", "rank 2 ("])
+    expect_resumes("np4 in a save", run_dir, 4, 2, *tp)
+
+
+def case_hang_watchdog_slow_np2():
+    """No false alarm: with every HDF5 transfer slowed (CORD_TEST_SLOW_H5_MS), checkpoint saves
+    and validations take longer than runtime.hang_timeout_s, but they keep making progress."""
+    run_dir = os.path.join(ARGS.work_dir, "hang-slow-np2")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    timeout_s = 2
+    sets = [*stage_sets(run_dir, "text", 4), "--set", f"runtime.hang_timeout_s={timeout_s}",
+            "--set", "ckpt.every_steps=4", "--set", "train.val_items=64", "--set", "train.val_every=2"]
+    cmd = [ARGS.mpiexec, "-n", "2", ARGS.cord, "train", *sets]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, CORD_TEST_SLOW_H5_MS="250"))
+    expect(proc.returncode == 0 and "hang watchdog" not in proc.stderr, "the slow run completes", proc)
+    records = metrics(os.path.join(run_dir, "text", "metrics.jsonl"))
+    saves = [r["seconds"] for r in records if r["type"] == "checkpoint"]
+    validations = [r["seconds"] for r in records if r["type"] == "validation"]
+    expect(saves and max(saves) > timeout_s, f"a save took longer than the timeout: {saves}")
+    expect(validations and max(validations) > timeout_s, f"a validation took longer than the timeout: {validations}")
+    print(f"saves {saves} s, validations {validations} s, hang_timeout_s {timeout_s}: no alarm")
 
 
 def case_ckpt_reshard_np2():

@@ -139,6 +139,40 @@ def case_requeue(cluster):
         expect(losses[step] == expected[step], f"step {step}: {losses[step]!r} after requeue vs {expected[step]!r}")
 
 
+def case_requeue_by_scheduler(cluster):
+    """`scontrol requeue` of the running job (what preemption with requeue does): the step
+    gets SIGTERM, checkpoints and exits 75; the batch script sees that Slurm has already
+    requeued the job and says so (no failed `scontrol requeue` of its own); the rerun
+    resumes and completes every step."""
+    steps = 300
+    work = fresh_dir("requeue-by-scheduler")
+    run_dir = os.path.join(work, "run")
+    out = os.path.join(work, "job.out")
+    job = cluster.sbatch(["--ntasks=2", f"--output={out}",
+                          os.path.join(ARGS.source_dir, "slurm", "cord_preemptible.sbatch"), *train_args(run_dir, steps)],
+                         env=job_env(), cwd=work)
+    path = os.path.join(run_dir, "text", "metrics.jsonl")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no step within 120 s: {cluster.states(job)}\n{read(out)[-3000:] if os.path.exists(out) else ''}")
+    subprocess.run(["scontrol", "requeue", job], env=cluster.env, check=True)
+    states = cluster.wait_for(job, timeout=240)
+    log = read(out)
+    expect(states == {job: "COMPLETED"}, f"job {job} ended {states}\n{log[-4000:]}")
+    expect("ERROR" not in log and "failed" not in log, f"no false error in the log:\n{log[-4000:]}")
+    expect(f"Slurm has already requeued job {job}" in log or f"Slurm requeued job {job} itself" in log,
+           f"the script says Slurm requeued the job:\n{log[-4000:]}")
+    expect("SLURM_RESTART_COUNT=1" in log, f"the rerun is logged:\n{log[-4000:]}")
+    stops = [r for r in metrics(path) if r["type"] == "stop"]
+    expect(len(stops) == 1 and "SIGTERM" in stops[0]["reason"], f"one checkpoint-and-stop after SIGTERM: {stops}")
+    losses = step_losses(run_dir)
+    expect(sorted(losses) == list(range(1, steps + 1)), f"every step recorded: {sorted(losses)}")
+
+
 def case_table1_array(cluster):
     """slurm/submit_table1.sh: the job array runs one method per task from the same base,
     and the dependent job assembles the table (into a test folder, not bench/results)."""
@@ -195,7 +229,8 @@ def case_scaling_array(cluster):
     expect(f"array {array}" in read(out + ".md"), "the jobs are recorded in the command line")
 
 
-CASES = {"job_np2": case_job_np2, "requeue": case_requeue, "table1_array": case_table1_array,
+CASES = {"job_np2": case_job_np2, "requeue": case_requeue, "requeue_by_scheduler": case_requeue_by_scheduler,
+         "table1_array": case_table1_array,
          "scaling_array": case_scaling_array}
 
 

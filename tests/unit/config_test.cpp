@@ -131,6 +131,8 @@ TEST(Config, ValidationMessagesAreExact) {
             "cord.method='ppo' is not one of cord, cord-unweighted, opd, grpo, sft, fkl");
   EXPECT_EQ(usage_error_of([] { load_config("", {"runtime.threads=-1"}); }),
             "runtime.threads=-1 must be >= 0");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"runtime.hang_timeout_s=-1"}); }),
+            "runtime.hang_timeout_s=-1 must be >= 0");
 }
 
 TEST(Config, ModelValidationMessagesAreExact) {

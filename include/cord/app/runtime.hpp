@@ -7,6 +7,7 @@
 //   run_agreed() runs one setup step on every rank and agrees on its outcome.
 //   start_session() resolves threads, device and process groups for a command.
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -15,6 +16,10 @@
 #include "cord/config/config.hpp"
 #include "cord/core/cuda_device.hpp"
 #include "cord/core/error.hpp"
+
+namespace cord::comm {
+class HangWatchdog;
+}  // namespace cord::comm
 
 namespace cord::app {
 
@@ -27,6 +32,9 @@ struct Session {
   std::string device;  // "cpu" or "cuda:<index>"
   int threads = 1;     // torch intra-op threads of this rank
   std::string command_line;  // argv joined by spaces, for run records
+  // Runs while the session lives (runtime.hang_timeout_s > 0). Declared last, so that it
+  // stops before the groups it polls are freed.
+  std::shared_ptr<comm::HangWatchdog> watchdog;
 };
 
 // Thrown on every rank when run_agreed() saw a failure on any rank; carries the exit code.
@@ -67,8 +75,8 @@ auto run_agreed(const comm::World& world, Step&& step) -> decltype(step()) {
   return std::move(*result);
 }
 
-// Collective: sets torch threads, binds the GPU when the config asks for CUDA, and builds
-// the process groups (with NCCL on CUDA). Errors are agreed, so a bad device on one
+// Collective: sets torch threads, binds the GPU when the config asks for CUDA, builds
+// the process groups (with NCCL on CUDA) and starts the hang watchdog. Errors are agreed, so a bad device on one
 // node stops every rank.
 Session start_session(const comm::World& world, const Config& config, const comm::ParallelDims& dims);
 

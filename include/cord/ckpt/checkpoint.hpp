@@ -188,7 +188,7 @@ ResumeChoice choose_checkpoint(const std::string& resume, const std::string& dir
 // Layout-independent checksum of one block of a global tensor: the sum modulo 2^64, over
 // the block's 32-bit words, of fmix32(word + lo32(g) * 0x9E3779B1 + hi32(g) * 0x85EBCA77)
 // (mod 2^32), g the word's global index and fmix32 murmur3's finaliser (8-byte elements are
-// two words, 1-byte elements one; src/ckpt/checksum.hpp). The blocks of a partition sum to
+// two words, 1-byte elements one; cord/core/checksum.hpp). The blocks of a partition sum to
 // the whole tensor's checksum, and any single changed word changes it.
 // `block`: a contiguous CPU tensor; split_dim < 0 means the block is the whole tensor.
 uint64_t block_checksum(const at::Tensor& block, const std::vector<int64_t>& global_shape, int split_dim,

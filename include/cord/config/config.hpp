@@ -97,6 +97,7 @@ struct RuntimeConfig {
   DeviceOption device = DeviceOption::kAuto;
   int threads = 0;
   PrecisionOption precision = PrecisionOption::kAuto;
+  double hang_timeout_s = 600;  // 0 = no hang watchdog (comm/watchdog.hpp)
 };
 
 // [corpus] the synthetic spoken-reasoning corpus that `cord corpus synth` writes

@@ -14,6 +14,9 @@ namespace cord {
 // of the wrong type, are errors naming the key, the file and the line.
 void apply_toml_file(Config& config, const std::string& path);
 
+// The same for TOML text in memory; `source_name` stands for the file in messages.
+void apply_toml_text(Config& config, std::string_view text, const std::string& source_name);
+
 // Applies one "section.key=value" override; the value is parsed as the field's type.
 void apply_override(Config& config, std::string_view assignment);
 

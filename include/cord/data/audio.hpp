@@ -47,6 +47,6 @@ LogMel log_mel(const std::vector<float>& samples_16k);
 
 // binary16 helpers (round to nearest even), for tests and readers.
 float half_to_float(std::uint16_t bits);
-bool half_is_finite(std::uint16_t bits);
+inline bool half_is_finite(std::uint16_t bits) { return (bits & 0x7C00u) != 0x7C00u; }  // exponent not all ones
 
 }  // namespace cord::data

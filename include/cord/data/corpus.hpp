@@ -1,10 +1,12 @@
 #pragma once
-// The corpus file (HDF5, schema version 1; data/README.md documents every field):
+// The corpus file (HDF5, schema version 2; data/README.md documents every field):
 // CorpusWriter writes it collectively with parallel HDF5 — each rank its blocks of items
 // as hyperslabs of ragged, offset-indexed datasets — under a temporary name in the target
 // directory, then fsyncs, verifies (reopens and checks the schema and counts) and renames
 // it into place. CorpusReader opens a corpus serially, validates the schema (version,
-// datasets, dtypes, shapes, offsets) and reads items.
+// datasets, dtypes, shapes, offsets) and reads items. Schema 2 adds a checksum per item and
+// dataset: the reader checks what it holds in memory at open and each item's features as it
+// reads them, so a flipped bit is an error naming the dataset and item, never a silent value.
 #include <mpi.h>
 
 #include <cstdint>
@@ -19,7 +21,7 @@
 
 namespace cord::data {
 
-inline constexpr std::int64_t kSchemaVersion = 1;
+inline constexpr std::int64_t kSchemaVersion = 2;  // 2: per-item checksums; 1 is still read
 inline constexpr const char* kCorpusFormat = "cord-corpus";
 
 // One item as stored.
@@ -84,8 +86,14 @@ void write_corpus(const std::string& path, const CorpusHeader& header, const Tok
 class CorpusReader {
  public:
   // Opens and validates; throws Error naming the file and the dataset or attribute at
-  // fault (missing, wrong dtype or shape, bad offsets, unsupported schema version).
-  explicit CorpusReader(const std::string& path);
+  // fault (missing, wrong dtype or shape, bad offsets, unsupported schema version), or the
+  // dataset and item whose checksum does not match. With kForVerify, a damaged item or
+  // vocabulary is left for verify() to list, and the values are not checked: such a reader
+  // serves verify() and the counts only (no tokenizer()).
+  enum class Open { kChecked, kForVerify };
+  explicit CorpusReader(const std::string& path, Open mode = Open::kChecked);
+  // The same from a file image in memory (`name` stands for the file): for fuzzing.
+  static CorpusReader from_image(const void* data, std::size_t size, const std::string& name, Open mode);
 
   const std::string& path() const { return path_; }
   std::int64_t size() const { return static_cast<std::int64_t>(family_.size()); }
@@ -107,11 +115,22 @@ class CorpusReader {
   std::vector<std::int32_t> solution(std::int64_t i) const { return slice(solution_, solution_offsets_, i); }
   std::vector<std::int32_t> answer(std::int64_t i) const { return slice(answer_, answer_offsets_, i); }
 
-  // [frames(i), kMelBins] binary16. Throws Error naming the file, dataset and item when a
-  // value is NaN or infinite.
+  // [frames(i), kMelBins] binary16. Throws Error naming the file, dataset and item when they
+  // do not match the item's checksum or a value is NaN or infinite.
   std::vector<std::uint16_t> features(std::int64_t i) const;
   // Reads every feature row (in chunks) and throws as features() does; for `inspect`.
   void check_features_finite() const;
+
+  // Schema 2 and later; a version-1 file has nothing to verify against.
+  bool has_checksums() const { return !checksums_.empty(); }
+  // Every item of every checksummed dataset, features included (reads the whole file):
+  // the (dataset, item) pairs that do not match their checksums (item -1: the whole
+  // /tokenizer/vocab). For `cord corpus verify`; the file as stored, so not after reencode().
+  struct Damage {
+    std::string dataset;
+    std::int64_t item = 0;
+  };
+  std::vector<Damage> verify() const;
 
   // Replaces the ids of every question and solution by convert(ids, where) ("FILE item N
   // question"): a model with another vocabulary reads the same texts in its own ids.
@@ -121,8 +140,17 @@ class CorpusReader {
   void reencode(const IdConverter& convert);
 
  private:
+  CorpusReader(h5::File file, const std::string& name, Open mode);
   static std::vector<std::int32_t> slice(const std::vector<std::int32_t>& values,
                                          const std::vector<std::int64_t>& offsets, std::int64_t i);
+  void read_items();
+  void read_checksums(Open mode);
+  void verify_loaded() const;
+  void check_values();
+  std::int64_t computed_checksum(std::size_t column, std::int64_t i) const;  // of what is in memory
+  std::int64_t stored_checksum(std::size_t column, std::int64_t i) const;
+  std::string damage_message(std::size_t column, std::int64_t i) const;
+  std::vector<std::uint16_t> raw_features(std::int64_t i) const;
   std::string path_;
   h5::File file_;
   Tokenizer tokenizer_;
@@ -137,6 +165,10 @@ class CorpusReader {
   std::vector<float> duration_;
   std::vector<std::int32_t> question_, solution_, answer_;
   std::vector<std::int64_t> question_offsets_, solution_offsets_, answer_offsets_, frame_offsets_;
+  std::string vocab_text_;               // /tokenizer/vocab as stored
+  bool reencoded_ = false;
+  bool vocab_damaged_ = false;  // only with Open::kForVerify
+  std::vector<std::int64_t> checksums_;  // /checksums/items, [size(), columns] row-major; empty in schema 1
 };
 
 }  // namespace cord::data

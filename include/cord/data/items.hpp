@@ -10,6 +10,7 @@
 
 #include "cord/config/config.hpp"
 #include "cord/data/corpus.hpp"
+#include "cord/data/manifest.hpp"
 #include "cord/data/problems.hpp"
 #include "cord/data/speech.hpp"
 #include "cord/data/tokenizer.hpp"
@@ -25,18 +26,6 @@ struct StageSeconds {
 CorpusRecord synthesize_item(const CorpusConfig& config, const ProblemGenerator& generator,
                              const Tokenizer& tokenizer, const SpeechSynthesizer& synthesizer, std::int64_t index,
                              StageSeconds* seconds = nullptr);
-
-struct ManifestRow {
-  std::string where;  // "FILE:LINE" for messages
-  std::string wav;    // as written; relative paths are relative to the manifest's folder
-  std::string question, solution, answer, family, split;
-};
-
-// Columns (TSV header) or keys (JSONL): wav, question, answer, family, split; solution is
-// optional (default: "The answer is <answer>."). The format follows the extension: .jsonl
-// or .json = JSON lines, anything else = TSV. Throws UsageError naming the file and line
-// for a missing column or key, a malformed line or an empty manifest.
-std::vector<ManifestRow> read_manifest(const std::string& path);
 
 // Reads, downmixes, resamples and featurises the row's audio and tokenises its text.
 // Throws UsageError naming the row's FILE:LINE (unreadable/empty WAV, unknown family or

@@ -73,6 +73,9 @@ class File {
   // Opens `path` read-only. Throws Error "cannot open PATH as HDF5: ..." when the file is
   // missing, truncated or not HDF5.
   static File open_read_only(const std::string& path, MPI_Comm comm = MPI_COMM_NULL);
+  // Opens a file image held in memory (HDF5's core driver; the bytes are copied), read-only;
+  // `name` stands for the file in messages. For readers fuzzed from a byte buffer.
+  static File open_image(const void* data, std::size_t size, const std::string& name);
 
   File(File&&) noexcept = default;
   File& operator=(File&&) noexcept = default;

@@ -1,4 +1,5 @@
-// Checkpoint checksums (private to cord_ckpt; ckpt::block_checksum is the public entry).
+// Content checksums of checkpoints (ckpt::block_checksum is their entry) and of corpus
+// items (data/corpus.hpp).
 //
 // A tensor's checksum is the sum modulo 2^64 of one term per 32-bit word of its contents:
 //   term(g, w) = fmix32(w + lo32(g) * 0x9E3779B1 + hi32(g) * 0x85EBCA77)   (mod 2^32)
@@ -13,9 +14,10 @@
 //     checkpoint cost about as much as reading it once.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
-namespace cord::ckpt::detail {
+namespace cord {
 
 // Sum of term(first_index + i, words[i]) for i < count.
 uint64_t checksum_words(const uint32_t* words, uint64_t first_index, int64_t count);
@@ -23,4 +25,8 @@ uint64_t checksum_words(const uint32_t* words, uint64_t first_index, int64_t cou
 // Sum of term(first_index + i, bytes[i]) for i < count.
 uint64_t checksum_bytes(const uint8_t* bytes, uint64_t first_index, int64_t count);
 
-}  // namespace cord::ckpt::detail
+// The checksum of `size` bytes at `data` (any alignment) as whole 32-bit words from index 0,
+// the last 1..3 bytes, if any, as byte terms after them: one value per corpus item and dataset.
+uint64_t content_checksum(const void* data, std::size_t size);
+
+}  // namespace cord

@@ -1,8 +1,10 @@
-#include "checksum.hpp"
+#include "cord/core/checksum.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
-namespace cord::ckpt::detail {
+namespace cord {
 namespace {
 
 constexpr uint32_t kLowFactor = 0x9E3779B1u;
@@ -56,4 +58,18 @@ uint64_t checksum_bytes(const uint8_t* bytes, uint64_t first_index, int64_t coun
   return sum;
 }
 
-}  // namespace cord::ckpt::detail
+uint64_t content_checksum(const void* data, std::size_t size) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  const std::size_t words = size / 4;
+  uint64_t sum = 0;
+  if (reinterpret_cast<std::uintptr_t>(bytes) % alignof(uint32_t) == 0) {
+    sum = checksum_words(reinterpret_cast<const uint32_t*>(bytes), 0, static_cast<int64_t>(words));
+  } else {
+    std::vector<uint32_t> aligned(words);
+    std::memcpy(aligned.data(), bytes, words * 4);
+    sum = checksum_words(aligned.data(), 0, static_cast<int64_t>(words));
+  }
+  return sum + checksum_bytes(bytes + words * 4, words, static_cast<int64_t>(size % 4));
+}
+
+}  // namespace cord
