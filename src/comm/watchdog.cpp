@@ -79,7 +79,7 @@ std::string rank_list(const std::vector<int>& ranks) {
 std::string culprits(const std::vector<Reply>& answered, const std::vector<int>& silent, double window_s) {
   if (!silent.empty()) {
     return rank_list(silent) + " stopped responding: no answer to the watchdog within " + fixed1(window_s) +
-           " s (the process is stopped or frozen, or its node is gone)";
+           " s (the process is stopped or frozen, its node is gone, or it has already left the command)";
   }
   std::vector<int> outside;
   for (const Reply& r : answered) {

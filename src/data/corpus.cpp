@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iterator>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 
 #include "cord/comm/mpi_check.hpp"
@@ -397,7 +398,9 @@ void CorpusReader::read_items() {
   text("solution", solution_, solution_offsets_);
   text("answer", answer_, answer_offsets_);
   require_dataset(f, "/audio/features", Dtype::kFloat16, {-1, kMelBins});
-  const auto feature_rows = static_cast<std::int64_t>(f.dataset_info("/audio/features").shape[0]);
+  const h5::DatasetInfo features = f.dataset_info("/audio/features");
+  const auto feature_rows = static_cast<std::int64_t>(features.shape[0]);
+  feature_storage_bytes_ = features.storage_bytes;
   frame_offsets_ = read_offsets(f, "/audio/frame_offsets", n, feature_rows);
   require_dataset(f, "/tokenizer/vocab", Dtype::kUInt8, {-1});
   const std::vector<std::uint8_t> vocab_bytes = f.read_all<std::uint8_t>("/tokenizer/vocab");
@@ -510,7 +513,16 @@ void CorpusReader::reencode(const IdConverter& convert) {
 
 std::vector<std::uint16_t> CorpusReader::raw_features(std::int64_t i) const {
   const std::int64_t rows = frames(i);
-  std::vector<std::uint16_t> values(static_cast<std::size_t>(rows) * kMelBins);
+  std::vector<std::uint16_t> values;
+  try {
+    // As h5::File::read_all: far more than the file stores is a damaged file, not an allocation.
+    const auto bytes = static_cast<std::uint64_t>(rows) * kMelBins * sizeof(std::uint16_t);
+    if (bytes > feature_storage_bytes_ * 1000 + (std::uint64_t{64} << 20)) throw std::length_error("claimed size");
+    values.resize(static_cast<std::size_t>(rows) * kMelBins);
+  } catch (const std::exception&) {  // bad_alloc, length_error: offsets from a damaged file
+    throw Error(path_ + " dataset /audio/features: item " + std::to_string(i) + " claims " + std::to_string(rows) +
+                " frames, more than the file stores or memory can hold (is the file damaged?)");
+  }
   file_.read_rows("/audio/features", static_cast<std::uint64_t>(frame_offsets_[static_cast<std::size_t>(i)]),
                   static_cast<std::uint64_t>(rows), values.data(), Dtype::kFloat16);
   return values;

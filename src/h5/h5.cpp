@@ -140,6 +140,11 @@ File File::open_image(const void* data, std::size_t size, const std::string& nam
   return File(Handle(id, &H5Fclose), name, false);
 }
 
+void File::throw_too_large(const std::string& dataset, std::uint64_t elements) const {
+  throw Error(where(dataset) + ": its shape claims " + std::to_string(elements) +
+              " elements, more than the file stores or memory can hold (is the file damaged?)");
+}
+
 std::string File::where(const std::string& object) const { return path_ + " object " + object; }
 
 void File::close() {
@@ -314,6 +319,7 @@ DatasetInfo File::dataset_info(const std::string& dataset) const {
   const Handle type(CORD_H5_CHECK(H5Dget_type(set.id()), context), &H5Tclose);
   const Handle space(CORD_H5_CHECK(H5Dget_space(set.id()), context), &H5Sclose);
   DatasetInfo info;
+  info.storage_bytes = H5Dget_storage_size(set.id());
   const int rank = CORD_H5_CHECK(H5Sget_simple_extent_ndims(space.id()), context);
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
   CORD_H5_CHECK(H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr), context);

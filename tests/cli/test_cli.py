@@ -592,6 +592,10 @@ def case_train_eval_bad_input():
         index = raw.index(b"\napples\n") + 1
         raw = raw[:index] + b"zzzzzz" + raw[index + 6:]
         f["tokenizer/vocab"][:] = np.frombuffer(raw, dtype=np.uint8)
+        # A valid corpus of another vocabulary, not a damaged one: its checksum is updated too.
+        sys.path.insert(0, os.path.dirname(__file__))
+        from corpus_fixture import content_checksum
+        f.attrs["vocab_checksum"] = np.int64(content_checksum(raw))
     proc = cord("eval", *fixture_sets(), "--ckpt", text_weights, "--data", renamed, "--out", scratch)
     expect(proc.returncode == 2 and "different vocabularies" in proc.stderr and "'zzzzzz'" in proc.stderr,
            "corpus vocabulary differs from the weights'", proc)

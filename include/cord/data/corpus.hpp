@@ -168,6 +168,7 @@ class CorpusReader {
   std::string vocab_text_;               // /tokenizer/vocab as stored
   bool reencoded_ = false;
   bool vocab_damaged_ = false;  // only with Open::kForVerify
+  std::uint64_t feature_storage_bytes_ = 0;  // what the file stores for /audio/features
   std::vector<std::int64_t> checksums_;  // /checksums/items, [size(), columns] row-major; empty in schema 1
 };
 

@@ -14,6 +14,8 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,7 @@ class Handle {
 struct DatasetInfo {
   Dtype dtype = Dtype::kUInt8;
   std::vector<std::uint64_t> shape;
+  std::uint64_t storage_bytes = 0;  // allocated in the file (H5Dget_storage_size)
   std::uint64_t rows() const { return shape.empty() ? 1 : shape[0]; }
   std::uint64_t row_elements() const;  // product of the dimensions after the first
 };
@@ -133,14 +136,31 @@ class File {
              std::uint64_t row_elements = 1) {
     write_rows(dataset, row_offset, values.size() / row_elements, values.data(), dtype_of<T>());
   }
-  // The whole dataset, flattened, converted to T.
+  // The whole dataset, flattened, converted to T. A shape too large to hold, or far larger
+  // than the file's storage for it (a damaged file can claim any), is an Error naming the
+  // dataset, not a bare std::bad_alloc or a terabyte allocation.
   template <typename T>
   std::vector<T> read_all(const std::string& dataset) const {
     const DatasetInfo info = dataset_info(dataset);
-    std::vector<T> values(info.rows() * info.row_elements());
+    const std::uint64_t elements = info.rows() * info.row_elements();
+    // More than 1000x the bytes the file holds for it (no real compression gets there)
+    // means a damaged shape; on a machine that overcommits memory, allocating it would not
+    // fail but page in terabytes.
+    if (elements > (info.storage_bytes * 1000 + (std::uint64_t{64} << 20)) / sizeof(T)) {
+      throw_too_large(dataset, elements);
+    }
+    std::vector<T> values;
+    try {
+      values.resize(elements);
+    } catch (const std::bad_alloc&) {
+      throw_too_large(dataset, elements);
+    } catch (const std::length_error&) {
+      throw_too_large(dataset, elements);
+    }
     read_rows(dataset, 0, info.rows(), values.data(), dtype_of<T>());
     return values;
   }
+  [[noreturn]] void throw_too_large(const std::string& dataset, std::uint64_t elements) const;
 
  private:
   File(Handle handle, std::string path, bool parallel)
