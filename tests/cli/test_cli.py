@@ -1114,6 +1114,7 @@ def expect_hang_reported(name, code, err, after_s, stopped_rank, waiting, timeou
     expect(f"rank {stopped_rank} stopped responding" in err, f"{name}: names rank {stopped_rank}:\n{err[-3000:]}")
     for line in waiting:
         expect(line in err, f"{name}: reports '{line}':\n{err[-3000:]}")
+    print(f"{name}: exit 3 {after_s:.1f} s after the stop (runtime.hang_timeout_s = {timeout_s})")
 
 
 def expect_resumes(name, run_dir, ranks, committed, *sets):

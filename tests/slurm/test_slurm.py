@@ -67,6 +67,17 @@ def read(path):
         return f.read()
 
 
+def wait_for_first_step(cluster, job, run_dir, out):
+    """Waits (up to 120 s) until the job's text stage has recorded a step; returns metrics.jsonl."""
+    path = os.path.join(run_dir, "text", "metrics.jsonl")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
+            return path
+        time.sleep(0.1)
+    raise AssertionError(f"no step within 120 s: {cluster.states(job)}\n{read(out)[-3000:] if os.path.exists(out) else ''}")
+
+
 def case_job_np2(cluster):
     """A 2-rank job (srun --mpi=pmix, then the mpirun alternative) completes with its
     checkpoints, metrics and the allocation logged; the multi-node script runs as on a CPU
@@ -116,14 +127,7 @@ def case_requeue(cluster):
     job = cluster.sbatch(["--ntasks=2", f"--output={out}",
                           os.path.join(ARGS.source_dir, "slurm", "cord_preemptible.sbatch"), *train_args(run_dir, steps)],
                          env=job_env(), cwd=work)
-    path = os.path.join(run_dir, "text", "metrics.jsonl")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"no step within 120 s: {cluster.states(job)}\n{read(out)[-3000:] if os.path.exists(out) else ''}")
+    path = wait_for_first_step(cluster, job, run_dir, out)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster.env, check=True)
     states = cluster.wait_for(job, timeout=240)
     log = read(out)
@@ -151,14 +155,7 @@ def case_requeue_by_scheduler(cluster):
     job = cluster.sbatch(["--ntasks=2", f"--output={out}",
                           os.path.join(ARGS.source_dir, "slurm", "cord_preemptible.sbatch"), *train_args(run_dir, steps)],
                          env=job_env(), cwd=work)
-    path = os.path.join(run_dir, "text", "metrics.jsonl")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if os.path.exists(path) and any(r["type"] == "step" for r in metrics(path)):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"no step within 120 s: {cluster.states(job)}\n{read(out)[-3000:] if os.path.exists(out) else ''}")
+    path = wait_for_first_step(cluster, job, run_dir, out)
     subprocess.run(["scontrol", "requeue", job], env=cluster.env, check=True)
     states = cluster.wait_for(job, timeout=240)
     log = read(out)
