@@ -6,6 +6,14 @@
 //
 //   save/<config>   save_checkpoint: checksums, collective write, fsync, rename, marker,
 //                   retention (deletes the previous file); counters: each phase's mean ms
+//   async/<config>  AsyncCheckpointer::start + wait_until_copied: the longest the training can
+//                   wait for an asynchronous save (its next optimizer step waits for the host
+//                   copy, which otherwise overlaps the step's forward and backward); untimed:
+//                   the rest of the save. Counters: save_ms (the writer's whole save),
+//                   copy_ms (its copy), host_MB (the copy buffers)
+//   fixed/small     save_checkpoint of the small config's datasets, each holding one element:
+//                   the cost of a save that does not depend on its bytes (dataset creation,
+//                   attributes, collective calls, commit); counter: datasets
 //   load/<config>   load_checkpoint of that file into this rank's shards (the file was just
 //                   written, so it is read from the page cache: an upper bound for a cold read)
 // The folder is $CORD_CKPT_BENCH_DIR (default /tmp/cord_ckpt_bench). Under MPI every rank runs
@@ -19,6 +27,7 @@
 
 #include <torch/torch.h>
 
+#include "cord/ckpt/async_checkpoint.hpp"
 #include "cord/ckpt/checkpoint.hpp"
 #include "cord/comm/process_group.hpp"
 #include "cord/comm/world.hpp"
@@ -100,6 +109,57 @@ void save(benchmark::State& state, const std::string& name) {
   state.counters["cleanup_ms"] = cleanup * per_save_ms;
 }
 
+// The small config's checkpoint with every tensor cut to one element (written by rank 0):
+// the same datasets, attributes and collective calls, almost no bytes.
+void fixed_cost(benchmark::State& state) {
+  Setup s = make_setup("small");
+  for (ckpt::ShardedTensor& t : s.tensors) {
+    t.local = torch::zeros({1});
+    t.global_shape = {1};
+    t.split_dim = -1;
+    t.offset = 0;
+    t.writes = s.groups.world.rank() == 0;
+  }
+  s.request.directory = bench_dir() + "/fixed";
+  int64_t step = 0;
+  ckpt::BackgroundRemover removals;
+  bench::time_slowest_rank(
+      state, s.groups.world.mpi_comm(),
+      [&] {
+        s.request.progress.step = ++step;
+        ckpt::save_checkpoint(s.request, s.tensors, s.groups, ckpt::Retention{1, 0, &removals});
+      },
+      [&] { removals.wait(); });
+  state.counters["datasets"] = static_cast<double>(s.tensors.size() + 2);  // + /loader, /rng/cpu
+}
+
+void async_save(benchmark::State& state, const std::string& name) {
+  Setup s = make_setup(name);
+  int64_t step = 0;
+  ckpt::BackgroundRemover removals;
+  ckpt::AsyncCheckpointer writer(s.groups);
+  double saving = 0, copying = 0;  // summed seconds of the writer's saves and copies
+  auto finish = [&] {
+    if (!writer.in_flight()) return;
+    saving += writer.wait().seconds;
+    copying += writer.copy_seconds();
+    removals.wait();
+  };
+  bench::time_slowest_rank(
+      state, s.groups.world.mpi_comm(),
+      [&] {
+        s.request.progress.step = ++step;
+        writer.start(s.request, s.tensors, ckpt::Retention{1, 0, &removals}, {});
+        writer.wait_until_copied();
+      },
+      finish);
+  finish();
+  const double per_save_ms = 1000.0 / static_cast<double>(state.iterations());
+  state.counters["save_ms"] = saving * per_save_ms;
+  state.counters["copy_ms"] = copying * per_save_ms;
+  state.counters["host_MB"] = static_cast<double>(writer.host_bytes()) / 1e6;
+}
+
 void load(benchmark::State& state, const std::string& name) {
   Setup s = make_setup(name);
   s.request.progress.step = 1;
@@ -123,9 +183,13 @@ int main(int argc, char** argv) {
     const std::string config = name;
     benchmark::RegisterBenchmark(("save/" + config).c_str(), [config](benchmark::State& st) { save(st, config); })
         ->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("async/" + config).c_str(), [config](benchmark::State& st) { async_save(st, config); })
+        ->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("load/" + config).c_str(), [config](benchmark::State& st) { load(st, config); })
         ->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
+  benchmark::RegisterBenchmark("fixed/small", fixed_cost)
+      ->Iterations(5)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
   bench::run(world);
   return 0;
 }

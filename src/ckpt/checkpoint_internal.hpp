@@ -59,4 +59,17 @@ void set_generator_state(bool cuda, const at::Tensor& state);
 void crash_point(const char* phase);
 std::string join_keys(const std::vector<std::string>& keys);
 
+// This rank's generator states at the moment of a step's checkpoint (`cuda`: undefined
+// on a CPU run).
+struct GeneratorStates {
+  at::Tensor cpu, cuda;
+};
+GeneratorStates capture_generator_states(const std::string& device);
+
+// save_checkpoint with the generator states captured earlier: the asynchronous writer
+// captures them at the step and writes later, on its own thread and communicators.
+SavedCheckpoint save_captured_checkpoint(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
+                                         const comm::ProcessGroups& groups, const Retention& retention,
+                                         const std::vector<std::string>& superseded, const GeneratorStates& states);
+
 }  // namespace cord::ckpt::detail

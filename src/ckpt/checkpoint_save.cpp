@@ -40,8 +40,14 @@ class CheckpointSave {
  public:
   CheckpointSave(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
                  const comm::ProcessGroups& groups, const Retention& retention,
-                 const std::vector<std::string>& superseded)
-      : request_(request), tensors_(tensors), groups_(groups), retention_(retention), superseded_(superseded) {
+                 const std::vector<std::string>& superseded, const GeneratorStates& states)
+      : request_(request),
+        tensors_(tensors),
+        groups_(groups),
+        retention_(retention),
+        superseded_(superseded),
+        cpu_state_(states.cpu),
+        cuda_state_(states.cuda) {
     saved_.path = request.directory + "/" + checkpoint_file_name(request.progress.step);
     temporary_ = temporary_name(saved_.path, static_cast<long>(request.progress.step));
     what_ = "cannot save checkpoint " + saved_.path;
@@ -109,8 +115,8 @@ class CheckpointSave {
       return sums;
     });
     const Progress& p = request_.progress;
-    cpu_state_ = generator_state(false);
-    if (cuda()) cuda_state_ = generator_state(true);
+    CORD_CHECK(cpu_state_.defined() && (!cuda() || cuda_state_.defined()),
+               "checkpoint of step " + std::to_string(p.step) + ": generator states not captured");
     loader_row_ = torch::tensor({p.loader_epoch, p.loader_next_batch, p.loader_seed}, torch::kInt64);
     // Rows of /loader and /rng/*: their checksums are sums over the writers' rows too.
     auto row_checksum = [](const at::Tensor& row, int64_t index, int64_t rows) {
@@ -284,10 +290,28 @@ class CheckpointSave {
 
 }  // namespace
 
+namespace detail {
+
+GeneratorStates capture_generator_states(const std::string& device) {
+  GeneratorStates states;
+  states.cpu = generator_state(false);
+  if (at::Device(device).is_cuda()) states.cuda = generator_state(true);
+  return states;
+}
+
+SavedCheckpoint save_captured_checkpoint(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
+                                         const comm::ProcessGroups& groups, const Retention& retention,
+                                         const std::vector<std::string>& superseded, const GeneratorStates& states) {
+  return CheckpointSave(request, tensors, groups, retention, superseded, states).run();
+}
+
+}  // namespace detail
+
 SavedCheckpoint save_checkpoint(const SaveRequest& request, const std::vector<ShardedTensor>& tensors,
                                 const comm::ProcessGroups& groups, const Retention& retention,
                                 const std::vector<std::string>& superseded) {
-  return CheckpointSave(request, tensors, groups, retention, superseded).run();
+  return detail::save_captured_checkpoint(request, tensors, groups, retention, superseded,
+                                          detail::capture_generator_states(request.device));
 }
 
 }  // namespace cord::ckpt

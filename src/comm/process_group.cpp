@@ -46,6 +46,12 @@ ProcessGroup ProcessGroup::split(int color, int key, const std::string& name) co
   return ProcessGroup(std::make_shared<State>(name, child));
 }
 
+ProcessGroup ProcessGroup::duplicate(const std::string& name) const {
+  MPI_Comm dup = MPI_COMM_NULL;
+  CORD_MPI_CHECK(MPI_Comm_dup(state_->comm, &dup));
+  return ProcessGroup(std::make_shared<State>(name, dup));
+}
+
 const std::string& ProcessGroup::name() const { return state_->name; }
 int ProcessGroup::rank() const { return state_->rank; }
 int ProcessGroup::size() const { return state_->size; }
@@ -96,6 +102,14 @@ ProcessGroups make_process_groups(const World& world, const ParallelDims& dims, 
     tp.init_nccl();
   }
   return ProcessGroups{dims, world_group, dp, tp};
+}
+
+ProcessGroups duplicate_process_groups(const ProcessGroups& groups, const std::string& name_suffix) {
+  // Every rank duplicates in the same order (world, dp, tp): MPI_Comm_dup is collective.
+  ProcessGroup world = groups.world.duplicate("world (" + name_suffix + ")");
+  ProcessGroup dp = groups.dp.duplicate("dp (" + name_suffix + ")");
+  ProcessGroup tp = groups.tp.duplicate("tp (" + name_suffix + ")");
+  return ProcessGroups{groups.dims, world, dp, tp};
 }
 
 }  // namespace cord::comm

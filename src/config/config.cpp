@@ -158,6 +158,10 @@ std::vector<Field> config_fields(Config& config) {
       {"ckpt.keep_last", "committed checkpoints kept (the newest K, >= 1)", &config.ckpt.keep_last, between(1, 1e9)},
       {"ckpt.keep_every", "also keep checkpoints whose step is a multiple of this; 0 = none", &config.ckpt.keep_every, between(0, 1e12)},
       {"ckpt.at_end", "also save a checkpoint at the end of the stage", &config.ckpt.at_end},
+      {"ckpt.async", "copy the checkpoint to host memory and write it on a background thread while training goes on",
+       &config.ckpt.async},
+      {"ckpt.async_busy", "wait | skip: a save due while the previous async one is still being written (a stop or the "
+                          "stage's end always waits)", choice_ref(&config.ckpt.async_busy)},
       {"eval.split", "train | validation | test", choice_ref(&config.eval.split)},
       {"eval.max_items", "evaluate the first N items of the split; 0 = all", &config.eval.max_items, between(0, 1e12)},
       {"eval.batch", "prompts decoded together per dp rank", &config.eval.batch, positive()},

@@ -33,21 +33,30 @@ Record& record() {
   return r;
 }
 
+// True on a thread inside HelperThreadProgress: it marks progress only.
+thread_local bool t_helper_thread = false;
+
 }  // namespace
 
 void mark_progress() { record().last_progress_ns.store(now_ns(), std::memory_order_relaxed); }
 
 void set_progress_phase(const char* phase) {
+  if (t_helper_thread) return mark_progress();
   record().phase.store(phase, std::memory_order_relaxed);
   mark_progress();
 }
 
 void mark_step_started(int64_t step) {
+  if (t_helper_thread) return mark_progress();
   record().step.store(step, std::memory_order_relaxed);
   set_progress_phase("train step");
 }
 
 CollectiveProgress::CollectiveProgress(const char* op, const std::string& group) {
+  if (t_helper_thread) {
+    mark_progress();
+    return;
+  }
   Record& r = record();
   {
     const std::lock_guard<std::mutex> lock(r.names);
@@ -60,9 +69,16 @@ CollectiveProgress::CollectiveProgress(const char* op, const std::string& group)
 }
 
 CollectiveProgress::~CollectiveProgress() {
+  if (t_helper_thread) {
+    mark_progress();
+    return;
+  }
   record().in_collective.store(false, std::memory_order_relaxed);
   mark_progress();
 }
+
+HelperThreadProgress::HelperThreadProgress() { t_helper_thread = true; }
+HelperThreadProgress::~HelperThreadProgress() { t_helper_thread = false; }
 
 ProgressState progress_state() {
   Record& r = record();

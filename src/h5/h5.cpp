@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -10,6 +11,18 @@
 
 namespace cord::h5 {
 namespace {
+
+// The HDF5 library here is built without its thread-safety option ("Threadsafety: no" in
+// libhdf5.settings): one thread at a time may be inside it. Every entry point of this file
+// holds this recursive lock for its whole call, so that the asynchronous checkpoint writer
+// and the training thread (corpus reads) can share the library. No HDF5 call made under it
+// waits for another thread of this process; a collective one waits only for the same call
+// on other ranks, which needs no lock of this process.
+std::recursive_mutex& library_mutex() {
+  static std::recursive_mutex mutex;
+  return mutex;
+}
+using LibraryLock = std::lock_guard<std::recursive_mutex>;
 
 // HDF5 prints its error stack to stderr by default; cord reports it in its own errors.
 void silence_automatic_error_printing() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
@@ -57,6 +70,7 @@ herr_t collect_error_message(unsigned depth, const H5E_error2_t* error, void* ou
 
 namespace detail {
 std::string error_stack_text() {
+  const LibraryLock lock(library_mutex());
   std::string text;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, &collect_error_message, &text);
   H5Eclear2(H5E_DEFAULT);
@@ -97,14 +111,20 @@ std::uint64_t DatasetInfo::row_elements() const {
 }
 
 Handle::~Handle() {
-  if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+  if (id_ >= 0 && closer_ != nullptr) {
+    const LibraryLock lock(library_mutex());
+    closer_(id_);
+  }
 }
 
 Handle::Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, -1)), closer_(other.closer_) {}
 
 Handle& Handle::operator=(Handle&& other) noexcept {
   if (this != &other) {
-    if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+    if (id_ >= 0 && closer_ != nullptr) {
+      const LibraryLock lock(library_mutex());
+      closer_(id_);
+    }
     id_ = std::exchange(other.id_, -1);
     closer_ = other.closer_;
   }
@@ -112,6 +132,7 @@ Handle& Handle::operator=(Handle&& other) noexcept {
 }
 
 File File::create(const std::string& path, MPI_Comm comm) {
+  const LibraryLock lock(library_mutex());
   silence_automatic_error_printing();
   const Handle fapl = file_access_plist(comm, path);
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
@@ -120,6 +141,7 @@ File File::create(const std::string& path, MPI_Comm comm) {
 }
 
 File File::open_read_only(const std::string& path, MPI_Comm comm) {
+  const LibraryLock lock(library_mutex());
   silence_automatic_error_printing();
   const Handle fapl = file_access_plist(comm, path);
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id());
@@ -131,6 +153,7 @@ File File::open_read_only(const std::string& path, MPI_Comm comm) {
 }
 
 File File::open_image(const void* data, std::size_t size, const std::string& name) {
+  const LibraryLock lock(library_mutex());
   silence_automatic_error_printing();
   Handle fapl(CORD_H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), name), &H5Pclose);
   CORD_H5_CHECK(H5Pset_fapl_core(fapl.id(), 1 << 16, 0), name);  // in memory, never written back
@@ -148,6 +171,7 @@ void File::throw_too_large(const std::string& dataset, std::uint64_t elements) c
 std::string File::where(const std::string& object) const { return path_ + " object " + object; }
 
 void File::close() {
+  const LibraryLock lock(library_mutex());
   if (!handle_.valid()) return;
   const hid_t id = handle_.release();
   const herr_t flushed = H5Fflush(id, H5F_SCOPE_GLOBAL);
@@ -157,6 +181,7 @@ void File::close() {
 }
 
 bool File::exists(const std::string& object) const {
+  const LibraryLock lock(library_mutex());
   if (object == "/") return true;
   // H5Lexists needs every intermediate link to exist: walk the path from the root.
   std::string prefix;
@@ -172,6 +197,7 @@ bool File::exists(const std::string& object) const {
 }
 
 void File::create_group(const std::string& group) {
+  const LibraryLock lock(library_mutex());
   const Handle g(CORD_H5_CHECK(H5Gcreate2(handle_.id(), group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                                where(group)),
                  &H5Gclose);
@@ -199,14 +225,17 @@ void write_attribute(hid_t file, const std::string& object, const std::string& n
 }  // namespace
 
 void File::set_attribute(const std::string& object, const std::string& name, std::int64_t value) {
+  const LibraryLock lock(library_mutex());
   write_attribute(handle_.id(), object, name, H5T_NATIVE_INT64, &value, where(object) + " attribute " + name);
 }
 
 void File::set_attribute(const std::string& object, const std::string& name, double value) {
+  const LibraryLock lock(library_mutex());
   write_attribute(handle_.id(), object, name, H5T_NATIVE_DOUBLE, &value, where(object) + " attribute " + name);
 }
 
 void File::set_attribute(const std::string& object, const std::string& name, const std::string& value) {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(object) + " attribute " + name;
   const Handle type(CORD_H5_CHECK(H5Tcopy(H5T_C_S1), context), &H5Tclose);
   CORD_H5_CHECK(H5Tset_size(type.id(), H5T_VARIABLE), context);
@@ -216,6 +245,7 @@ void File::set_attribute(const std::string& object, const std::string& name, con
 }
 
 bool File::has_attribute(const std::string& object, const std::string& name) const {
+  const LibraryLock lock(library_mutex());
   if (!exists(object)) return false;
   const Handle target = open_object(handle_.id(), object, where(object));
   return CORD_H5_CHECK(H5Aexists(target.id(), name.c_str()), where(object)) > 0;
@@ -242,6 +272,7 @@ Handle open_attribute(const File& file, hid_t file_id, const std::string& object
 }  // namespace
 
 std::int64_t File::attribute_int(const std::string& object, const std::string& name) const {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(object) + " attribute " + name;
   const Handle attribute = open_attribute(*this, handle_.id(), object, name, H5T_INTEGER, context);
   std::int64_t value = 0;
@@ -250,6 +281,7 @@ std::int64_t File::attribute_int(const std::string& object, const std::string& n
 }
 
 double File::attribute_double(const std::string& object, const std::string& name) const {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(object) + " attribute " + name;
   const Handle attribute = open_attribute(*this, handle_.id(), object, name, H5T_FLOAT, context);
   double value = 0;
@@ -258,6 +290,7 @@ double File::attribute_double(const std::string& object, const std::string& name
 }
 
 std::string File::attribute_string(const std::string& object, const std::string& name) const {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(object) + " attribute " + name;
   const Handle attribute = open_attribute(*this, handle_.id(), object, name, H5T_STRING, context);
   const Handle type(CORD_H5_CHECK(H5Aget_type(attribute.id()), context), &H5Tclose);
@@ -280,6 +313,7 @@ std::string File::attribute_string(const std::string& object, const std::string&
 
 void File::create_dataset(const std::string& dataset, Dtype dtype, const std::vector<std::uint64_t>& shape,
                           std::uint64_t chunk_rows) {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(dataset);
   const std::vector<hsize_t> dims(shape.begin(), shape.end());
   std::vector<hsize_t> max_dims(dims);
@@ -301,6 +335,7 @@ void File::create_dataset(const std::string& dataset, Dtype dtype, const std::ve
 }
 
 void File::set_rows(const std::string& dataset, std::uint64_t rows) {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(dataset);
   const Handle set(CORD_H5_CHECK(H5Dopen2(handle_.id(), dataset.c_str(), H5P_DEFAULT), context), &H5Dclose);
   const Handle space(CORD_H5_CHECK(H5Dget_space(set.id()), context), &H5Sclose);
@@ -313,6 +348,7 @@ void File::set_rows(const std::string& dataset, std::uint64_t rows) {
 }
 
 DatasetInfo File::dataset_info(const std::string& dataset) const {
+  const LibraryLock lock(library_mutex());
   if (!exists(dataset)) throw Error(path_ + ": missing dataset " + dataset);
   const std::string context = where(dataset);
   const Handle set(CORD_H5_CHECK(H5Dopen2(handle_.id(), dataset.c_str(), H5P_DEFAULT), context), &H5Dclose);
@@ -443,6 +479,7 @@ void transfer(const BlockTransfer& t, Dtype dtype, const void* write_data, void*
 
 void File::write_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, const void* data,
                       Dtype dtype) {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(dataset);
   static const char kNothing = 0;
   transfer(prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context), dtype,
@@ -451,6 +488,7 @@ void File::write_rows(const std::string& dataset, std::uint64_t row_offset, std:
 
 void File::read_rows(const std::string& dataset, std::uint64_t row_offset, std::uint64_t rows, void* data,
                      Dtype dtype) const {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(dataset);
   static char nothing = 0;
   transfer(prepare_rows(handle_.id(), dataset, row_offset, rows, parallel_, context), dtype, nullptr,
@@ -459,6 +497,42 @@ void File::read_rows(const std::string& dataset, std::uint64_t row_offset, std::
 
 void File::write_block(const std::string& dataset, const std::vector<std::uint64_t>& start,
                        const std::vector<std::uint64_t>& count, const void* data, Dtype dtype) {
+  // A large block goes in pieces of whole rows of the dataset's first dimension, each under
+  // its own hold of the library lock, so that a thread waiting to read (the training
+  // thread while the asynchronous writer saves) waits for one piece, not a whole tensor.
+  // Every rank of a parallel file cuts the same pieces, from the dataset's global shape, as
+  // collective I/O requires (a rank whose block misses a piece writes nothing in it).
+  std::vector<std::uint64_t> dims;
+  {
+    const LibraryLock lock(library_mutex());
+    dims = dataset_info(dataset).shape;
+  }
+  if (dims.empty()) dims.push_back(1);
+  const std::uint64_t row_bytes = DatasetInfo{dtype, dims}.row_elements() * size_of(dtype);
+  const std::uint64_t piece_rows = std::max<std::uint64_t>(1, kWritePieceBytes / std::max<std::uint64_t>(row_bytes, 1));
+  const bool none = data == nullptr || start.empty();
+  const std::uint64_t block_begin = none ? 0 : start[0];
+  const std::uint64_t block_end = none ? 0 : start[0] + count[0];
+  const std::uint64_t block_row_bytes = none ? 0 : DatasetInfo{dtype, count}.row_elements() * size_of(dtype);
+  for (std::uint64_t piece = 0; piece < dims[0] || piece == 0; piece += piece_rows) {
+    const std::uint64_t begin = std::max(piece, block_begin);
+    const std::uint64_t end = std::min(piece + piece_rows, block_end);
+    std::vector<std::uint64_t> piece_start(start), piece_count(count);
+    const bool empty = none || end <= begin;
+    if (!empty) {
+      piece_start[0] = begin;
+      piece_count[0] = end - begin;
+    }
+    const auto* bytes = static_cast<const char*>(data);
+    write_piece(dataset, piece_start, piece_count, empty ? nullptr : bytes + (begin - block_begin) * block_row_bytes,
+                dtype);
+    if (piece + piece_rows < dims[0]) std::this_thread::yield();  // let a waiting thread take the lock
+  }
+}
+
+void File::write_piece(const std::string& dataset, const std::vector<std::uint64_t>& start,
+                       const std::vector<std::uint64_t>& count, const void* data, Dtype dtype) {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(dataset);
   static const char kNothing = 0;
   const bool none = data == nullptr;
@@ -469,6 +543,7 @@ void File::write_block(const std::string& dataset, const std::vector<std::uint64
 
 void File::read_block(const std::string& dataset, const std::vector<std::uint64_t>& start,
                       const std::vector<std::uint64_t>& count, void* data, Dtype dtype) const {
+  const LibraryLock lock(library_mutex());
   const std::string context = where(dataset);
   static char nothing = 0;
   const bool none = data == nullptr;

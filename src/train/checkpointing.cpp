@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <map>
 
+#include "cord/ckpt/async_checkpoint.hpp"
 #include "cord/comm/agree.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/config/load.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/log.hpp"
+#include "cord/core/progress.hpp"
 #include "cord/data/loader.hpp"
 #include "cord/train/optimizer.hpp"
 #include "cord/train/stage_support.hpp"
@@ -115,11 +117,13 @@ StageCheckpointer::StageCheckpointer(const Config& config, const comm::ProcessGr
   action.sa_handler = &remember_signal;
   sigemptyset(&action.sa_mask);
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &action, &clocks_->previous[i]);
+  if (config.ckpt.async) async_ = std::make_unique<ckpt::AsyncCheckpointer>(groups);
 }
 
 StageCheckpointer::~StageCheckpointer() {
   for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &clocks_->previous[i], nullptr);
-  removals_.wait();  // the stage ends with only the kept checkpoints
+  async_.reset();     // waits for a save in flight (only after an error: the stage's end collects it)
+  removals_.wait();   // the stage ends with only the kept checkpoints
 }
 
 std::optional<ckpt::Progress> StageCheckpointer::resume(model::Lalm& model, AdamW& optimizer,
@@ -175,8 +179,8 @@ nlohmann::json StageCheckpointer::resume_record() const {
           {"seconds_to_resume", seconds_since(clocks_->started)}};
 }
 
-void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const AdamW& optimizer,
-                             const std::string& reason, MetricsFile* metrics) {
+void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const AdamW& optimizer, Pending pending,
+                             bool wait, MetricsFile* metrics) {
   ckpt::SaveRequest request;
   request.directory = directory_;
   progress.run_id = run_id_;
@@ -189,31 +193,91 @@ void StageCheckpointer::save(ckpt::Progress progress, model::Lalm& model, const 
   request.device = device_;
   request.zero1 = config_.train.zero1;
   request.sampler = "rollouts: CPU generator seeded per step from (train.seed, step, dp rank); no other sampling";
-  ckpt::Retention retention{config_.ckpt.keep_last, config_.ckpt.keep_every, &removals_};
-  const ckpt::SavedCheckpoint saved = ckpt::save_checkpoint(
-      request, checkpoint_tensors(model, optimizer, groups_, config_.train.zero1), groups_, retention, superseded_);
+  const ckpt::Retention retention{config_.ckpt.keep_last, config_.ckpt.keep_every, &removals_};
+  const std::vector<ckpt::ShardedTensor> tensors = checkpoint_tensors(model, optimizer, groups_, config_.train.zero1);
+  if (async_ == nullptr) {
+    const ckpt::SavedCheckpoint saved = ckpt::save_checkpoint(request, tensors, groups_, retention, superseded_);
+    superseded_.clear();
+    last_save_seconds_ = saved.seconds;
+    clocks_->last_save = Clock::now();
+    pending.stall_seconds = saved.seconds;
+    log_saved(saved, pending, metrics);
+    return;
+  }
+  const auto start = Clock::now();
+  async_->start(request, tensors, retention, std::move(superseded_));
   superseded_.clear();
-  last_save_seconds_ = saved.seconds;
   clocks_->last_save = Clock::now();
-  char timing[160];
-  std::snprintf(timing, sizeof timing, "%.1f MB in %.3f s, %.0f MB/s; write %.3f s, fsync+commit %.3f s",
+  pending.stall_seconds += seconds_since(start);
+  in_flight_ = pending;
+  if (wait) collect(metrics);
+}
+
+void StageCheckpointer::before_update() {
+  if (async_ == nullptr || !async_->in_flight()) return;
+  const auto start = Clock::now();
+  set_progress_phase("checkpoint save (waiting for the host copy)");
+  async_->wait_until_copied();
+  in_flight_.stall_seconds += seconds_since(start);
+}
+
+void StageCheckpointer::collect(MetricsFile* metrics) {
+  set_progress_phase("checkpoint save (waiting for the writer thread)");
+  const ckpt::SavedCheckpoint saved = async_->wait();  // its error: on every rank together
+  last_save_seconds_ = saved.seconds;
+  if (!reported_host_memory_) {
+    reported_host_memory_ = true;
+    CORD_LOG(kInfo) << "asynchronous checkpoints: " << megabytes(async_->host_bytes())
+                    << " MB of host memory hold this rank's copy (copied in " << async_->copy_seconds()
+                    << " s by the writer thread)";
+  }
+  log_saved(saved, in_flight_, metrics);
+}
+
+void StageCheckpointer::log_saved(const ckpt::SavedCheckpoint& saved, const Pending& pending,
+                                  MetricsFile* metrics) const {
+  char timing[240];
+  std::snprintf(timing, sizeof timing, "%.1f MB in %.3f s, %.0f MB/s; write %.3f s, fsync+commit %.3f s; training waited %.3f s",
                 megabytes(saved.bytes), saved.seconds, megabytes(saved.bytes) / std::max(saved.seconds, 1e-9),
-                saved.write_seconds, saved.commit_seconds);
-  CORD_LOG(kInfo) << "checkpoint @ step " << progress.step << " (" << reason << ") -> " << saved.path << " (" << timing
+                saved.write_seconds, saved.commit_seconds, pending.stall_seconds);
+  CORD_LOG(kInfo) << "checkpoint @ step " << pending.step << " (" << pending.reason << (async_ ? ", async" : "")
+                  << ") -> " << saved.path << " (" << timing
                   << (saved.removed.empty() ? "" : "; " + std::to_string(saved.removed.size()) + " older removed")
                   << ")";
   if (metrics != nullptr) {
     metrics->write({{"type", "checkpoint"},
-                    {"step", progress.step},
-                    {"reason", reason},
+                    {"step", pending.step},
+                    {"reason", pending.reason},
                     {"path", saved.path},
                     {"bytes", saved.bytes},
                     {"seconds", saved.seconds},
                     {"write_seconds", saved.write_seconds},
                     {"commit_seconds", saved.commit_seconds},
                     {"cleanup_seconds", saved.cleanup_seconds},
+                    {"async", async_ != nullptr},
+                    {"stall_seconds", pending.stall_seconds},
+                    {"host_bytes", async_ != nullptr ? async_->host_bytes() : 0},
                     {"removed", saved.removed}});
   }
+}
+
+bool StageCheckpointer::make_room(int64_t step, const std::string& reason, bool must, double& waited_seconds,
+                                  MetricsFile* metrics) {
+  const bool skip = !must && config_.ckpt.async_busy == AsyncBusy::kSkip;
+  if (skip) {
+    CORD_LOG(kInfo) << "checkpoint @ step " << step << " (" << reason << ") skipped: the checkpoint of step "
+                    << in_flight_.step << " is still being written (ckpt.async_busy = skip)";
+    if (metrics != nullptr) {
+      metrics->write({{"type", "checkpoint_skipped"}, {"step", step}, {"reason", reason}, {"writing_step", in_flight_.step}});
+    }
+    return false;
+  }
+  const auto start = Clock::now();
+  collect(metrics);
+  waited_seconds = seconds_since(start);
+  CORD_LOG(kInfo) << "checkpoint @ step " << step << " (" << reason << ") waited " << waited_seconds
+                  << " s for the checkpoint of step " << in_flight_.step << " to commit";
+  return true;
 }
 
 StageCheckpointer::Decision StageCheckpointer::after_step(ckpt::Progress progress, model::Lalm& model,
@@ -221,9 +285,11 @@ StageCheckpointer::Decision StageCheckpointer::after_step(ckpt::Progress progres
                                                           int64_t total_steps, MetricsFile* metrics) {
   const CheckpointConfig& cc = config_.ckpt;
   step_ema_ = step_ema_ == 0 ? step_seconds : 0.9 * step_ema_ + 0.1 * step_seconds;
-  // [signal, minutes due, wall limit near]: rank 0's clock decides the time triggers.
-  at::Tensor flags = torch::zeros({3}, torch::kInt64);
+  // [signal, minutes due, wall limit near, an asynchronous writer still busy]: rank 0's
+  // clock decides the time triggers.
+  at::Tensor flags = torch::zeros({4}, torch::kInt64);
   flags[0] = static_cast<int64_t>(g_signal);
+  flags[3] = async_ != nullptr && async_->in_flight() && !async_->finished() ? 1 : 0;
   if (groups_.world.rank() == 0) {
     flags[1] = cc.every_minutes > 0 && seconds_since(clocks_->last_save) >= 60.0 * cc.every_minutes ? 1 : 0;
     // Stop while the next step and a save (with a margin) still fit in the limit.
@@ -231,6 +297,8 @@ StageCheckpointer::Decision StageCheckpointer::after_step(ckpt::Progress progres
     flags[2] = cc.max_wall_minutes > 0 && needed >= 60.0 * cc.max_wall_minutes ? 1 : 0;
   }
   comm::all_reduce(groups_.world, flags, comm::ReduceOp::kMax);
+  // Every rank's writer has returned: collect the save (on every rank at this same step).
+  if (async_ != nullptr && async_->in_flight() && flags[3].item<int64_t>() == 0) collect(metrics);
   const int signal = static_cast<int>(flags[0].item<int64_t>());
   const bool last = progress.step >= total_steps;
   std::string reason;
@@ -242,7 +310,13 @@ StageCheckpointer::Decision StageCheckpointer::after_step(ckpt::Progress progres
     else if (cc.every_steps > 0 && progress.step % cc.every_steps == 0) reason = "every " + std::to_string(cc.every_steps) + " steps";
     else if (flags[1].item<int64_t>() != 0) reason = "every " + std::to_string(cc.every_minutes) + " minutes";
   }
-  if (!reason.empty()) save(progress, model, optimizer, reason, metrics);
+  const bool must = stop || last;  // the commit must come before the stage ends or exits 75
+  Pending pending{progress.step, reason, 0};
+  if (!reason.empty() && (async_ == nullptr || !async_->in_flight() ||
+                          make_room(progress.step, reason, must, pending.stall_seconds, metrics))) {
+    save(progress, model, optimizer, pending, must, metrics);
+  }
+  if (must && async_ != nullptr && async_->in_flight()) collect(metrics);
   if (!stop) return Decision::kContinue;
   CORD_LOG(kWarn) << "stopping after step " << progress.step << " (" << reason << "): checkpoint saved; exit code "
                   << static_cast<int>(ExitCode::kRequeue) << " asks the job script to requeue";

@@ -227,6 +227,7 @@ StageLoop::StepResult StageLoop::train_step(int64_t step) {
     result.lr = s.schedule.at(step * passes + pass);
     if (!s.nonfinite.finite(loss, result.grad_norm, step + 1, s.groups.world, s.metrics.get())) continue;
     if (s.config.train.grad_clip > 0) clip_grad_norm(s.params.shards, result.grad_norm, s.config.train.grad_clip);
+    s.checkpointer->before_update();  // an asynchronous save may still be copying the weights
     s.optimizer->step(result.lr);
     result.last_loss = loss;
     ++result.updates;

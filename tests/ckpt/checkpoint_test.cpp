@@ -1,7 +1,8 @@
 // Training checkpoints (ckpt/checkpoint.hpp): the layout-independent checksum, a checkpoint
 // written collectively under tp = world size and read under tp = 1 and back (tp = 2 <-> 1
 // under mpiexec -n 2, tp = 4 <-> 1 under -n 4), commit and retention, and what resume does
-// with damaged, uncommitted or foreign files.
+// with damaged, uncommitted or foreign files; asynchronous saves (async_checkpoint.hpp) and
+// the HDF5 writes in pieces that let them share the library with the training thread.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,10 +11,12 @@
 #include <iterator>
 #include <thread>
 
+#include "cord/ckpt/async_checkpoint.hpp"
 #include "cord/ckpt/checkpoint.hpp"
 #include "cord/comm/collectives.hpp"
 #include "cord/core/error.hpp"
 #include "cord/core/files.hpp"
+#include "cord/h5/h5.hpp"
 #include "model_fixtures.hpp"
 #include "mpi_test_world.hpp"
 
@@ -326,6 +329,133 @@ TEST(Checkpoint, AnUnwritableFolderFailsOnEveryRankAndKeepsTheCommittedCheckpoin
     EXPECT_TRUE(inspect_checkpoint(folder + "/step-00000001.h5", true).verified);
   }
   comm::barrier(groups.world);
+}
+
+// A block larger than h5::File::kWritePieceBytes is written in pieces (each rank the same
+// number of collective calls, whatever its share): the file holds exactly the blocks, split
+// along rows (pieces cut through a rank's block) and along columns.
+TEST(H5, LargeBlocksWrittenInPiecesReassemble) {
+  const std::string folder = shared_folder("pieces");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  const uint64_t rows = 2048, columns = 2304;  // 18.9 MB of float32: two pieces of 1820 rows
+  ASSERT_GT(rows * columns * 4, h5::File::kWritePieceBytes);
+  const auto size = static_cast<uint64_t>(world().size());
+  const auto rank = static_cast<uint64_t>(world().rank());
+  const std::string path = folder + "/pieces.h5";
+  {
+    h5::File file = h5::File::create(path, size > 1 ? groups.world.mpi_comm() : MPI_COMM_NULL);
+    // value = global element index (exact in float32 below 2^24)
+    auto block = [&](uint64_t r0, uint64_t nr, uint64_t c0, uint64_t nc) {
+      std::vector<float> values(nr * nc);
+      for (uint64_t r = 0; r < nr; ++r) {
+        for (uint64_t c = 0; c < nc; ++c) values[r * nc + c] = static_cast<float>((r0 + r) * columns + c0 + c);
+      }
+      return values;
+    };
+    file.create_dataset("/by_rows", h5::Dtype::kFloat32, {rows, columns});
+    file.create_dataset("/by_columns", h5::Dtype::kFloat32, {rows, columns});
+    const uint64_t my_rows = rows / size, my_columns = columns / size;
+    const std::vector<float> row_block = block(rank * my_rows, my_rows, 0, columns);
+    file.write_block("/by_rows", {rank * my_rows, 0}, {my_rows, columns}, row_block.data(), h5::Dtype::kFloat32);
+    const std::vector<float> column_block = block(0, rows, rank * my_columns, my_columns);
+    file.write_block("/by_columns", {0, rank * my_columns}, {rows, my_columns}, column_block.data(),
+                     h5::Dtype::kFloat32);
+    file.close();
+  }
+  comm::barrier(groups.world);
+  if (world().rank() == 0) {
+    const h5::File file = h5::File::open_read_only(path);
+    for (const char* dataset : {"/by_rows", "/by_columns"}) {
+      const std::vector<float> values = file.read_all<float>(dataset);
+      ASSERT_EQ(values.size(), rows * columns);
+      uint64_t wrong = 0;
+      for (uint64_t i = 0; i < values.size(); ++i) wrong += values[i] != static_cast<float>(i) ? 1 : 0;
+      EXPECT_EQ(wrong, 0u) << dataset;
+    }
+  }
+  comm::barrier(groups.world);
+}
+
+// The asynchronous writer saves the state at start(), not what the training makes of the
+// tensors once wait_until_copied() has returned, and the file equals a synchronous save of that state tensor for
+// tensor. Meanwhile this thread reads another HDF5 file, as the training reads its corpus.
+TEST(AsyncCheckpoint, WritesTheStateAtStartWhileTrainingChangesIt) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("async");
+  const comm::ProcessGroups groups = groups_with_tp(world().size());
+  model::Lalm model(config, groups.tp);
+  perturb(model, 0.25);
+  const SavedCheckpoint sync = save_checkpoint(request_for(folder + "/sync", 3, config), tensors_of(model, groups),
+                                               groups, {});
+  AsyncCheckpointer writer(groups);
+  EXPECT_FALSE(writer.in_flight());
+  writer.start(request_for(folder + "/async", 3, config), tensors_of(model, groups), {}, {});
+  EXPECT_TRUE(writer.in_flight());
+  writer.wait_until_copied();  // as the training does before its next optimizer step
+  perturb(model, 1.0);         // that step, while the writer writes
+  int reads = 0;
+  while (!writer.finished()) {
+    EXPECT_TRUE(inspect_checkpoint(sync.path, true).verified);  // HDF5 from this thread too
+    ++reads;
+  }
+  const SavedCheckpoint saved = writer.wait();
+  EXPECT_FALSE(writer.in_flight());
+  EXPECT_EQ(saved.path, folder + "/async/step-00000003.h5");
+  EXPECT_GT(writer.host_bytes(), 0);
+  if (world().rank() == 0) {
+    const CheckpointInfo a = inspect_checkpoint(sync.path, true);
+    const CheckpointInfo b = inspect_checkpoint(saved.path, true);
+    EXPECT_TRUE(b.verified) << b.problem;
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i) {
+      EXPECT_EQ(a.tensors[i].key, b.tensors[i].key);
+      EXPECT_EQ(a.tensors[i].checksum, b.tensors[i].checksum) << a.tensors[i].key;
+    }
+    std::ifstream marker(folder + "/async/latest");
+    std::string name;
+    marker >> name;
+    EXPECT_EQ(name, "step-00000003.h5");
+  }
+  model::Lalm reference(config, groups.tp);
+  perturb(reference, 0.25);
+  ModelConfig other = config;
+  other.init_seed = 99;
+  model::Lalm reader(other, groups.tp);
+  load_checkpoint(saved.path, tensors_of(reader, groups), groups, config, "text");
+  const auto loaded = reader->named_parameters();
+  for (const auto& p : reference->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), loaded[p.key()])) << p.key();
+  }
+  std::printf("rank %d: %d checkpoint reads while the writer ran\n", world().rank(), reads);
+}
+
+// A save that fails on the writer thread is thrown by wait() on every rank, and the
+// committed checkpoint stays; the next save works.
+TEST(AsyncCheckpoint, AFailedWriteIsThrownByWaitOnEveryRank) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("async_failure");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  model::Lalm model(config, groups.tp);
+  AsyncCheckpointer writer(groups);
+  writer.start(request_for(folder, 1, config), tensors_of(model, groups), {}, {});
+  writer.wait();
+  const std::string blocked = folder + "/blocked";
+  if (world().rank() == 0) std::ofstream(blocked) << "x";
+  comm::barrier(groups.world);
+  writer.start(request_for(blocked, 2, config), tensors_of(model, groups), {}, {});
+  try {
+    writer.wait();
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot save checkpoint " + blocked + "/step-00000002.h5"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(writer.in_flight());
+  if (world().rank() == 0) {
+    EXPECT_TRUE(inspect_checkpoint(folder + "/step-00000001.h5", true).verified);
+  }
+  writer.start(request_for(folder, 3, config), tensors_of(model, groups), {}, {});
+  EXPECT_EQ(writer.wait().path, folder + "/step-00000003.h5");
 }
 
 }  // namespace

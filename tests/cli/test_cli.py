@@ -20,9 +20,9 @@ import time
 ARGS = None
 
 
-def run(cmd, timeout=90):
+def run(cmd, timeout=90, env=None):
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     proc.elapsed = time.monotonic() - started
     return proc
 
@@ -958,7 +958,7 @@ def run_killed_at_step(cmd, target_step, run_dir, extra_s, timeout=180):
     return code, log.read()
 
 
-def kill_and_resume(name, kills, ranks=None, steps=60):
+def kill_and_resume(name, kills, ranks=None, steps=60, sets=()):
     """Kills a checkpointing text run (a checkpoint every step) with SIGKILL at `kills`
     random moments and once inside each window of a save, resumes with --resume auto each
     time, and checks that every step's loss equals the uninterrupted run's. The moments are
@@ -967,7 +967,7 @@ def kill_and_resume(name, kills, ranks=None, steps=60):
     reference = os.path.join(ARGS.work_dir, f"{name}-reference")
     victim = os.path.join(ARGS.work_dir, f"{name}-killed")
     subprocess.run(["rm", "-rf", reference, victim], check=True)
-    sets = ["--set", "ckpt.every_steps=1"]
+    sets = ["--set", "ckpt.every_steps=1", *sets]
     launcher = [ARGS.mpiexec, "-n", str(ranks)] if ranks else []
     started = time.monotonic()
     proc = run([*launcher, ARGS.cord, "train", *stage_sets(reference, "text", steps), *sets], timeout=300)
@@ -1023,6 +1023,143 @@ def case_ckpt_kill_np2():
 
 def case_ckpt_soak():
     kill_and_resume("ckpt-soak", 20, ranks=2, steps=400)
+
+
+def case_ckpt_async_kill_np2():
+    """kill -9 at random moments of a run that checkpoints every step asynchronously (so
+    most kills land while the writer thread writes): the committed checkpoint verifies
+    after every kill and the resumed run's losses equal the uninterrupted run's."""
+    kill_and_resume("ckpt-async-kill", 6, ranks=2, steps=120, sets=["--set", "ckpt.async=true"])
+
+
+def tensor_checksums(path):
+    """{dataset: checksum} of a checkpoint that verifies, but for /rng: the generators'
+    states differ between any two runs (their seeds), and the text stage draws nothing."""
+    proc = cord("ckpt", "inspect", path, "--json")
+    expect(proc.returncode == 0, f"{path} verifies", proc)
+    return {t["key"]: t["checksum"] for t in json.loads(proc.stdout)["tensors"] if not t["key"].startswith("rng/")}
+
+
+def saved_records(run_dir, stage="text"):
+    return [r for r in metrics(os.path.join(run_dir, stage, "metrics.jsonl")) if r["type"] == "checkpoint"]
+
+
+def case_ckpt_async_np2():
+    """ckpt.async on 2 ranks: every checkpoint holds the same tensors as the synchronous
+    run's at that step, the run's losses are the same, a resume from an asynchronous
+    checkpoint is bit-exact; with async_busy = skip a slow file system skips saves (logged)
+    but never the last; SIGUSR1 exits 75 only after the stop's checkpoint is committed."""
+    steps = 8
+    sync_dir, async_dir, resumed = (os.path.join(ARGS.work_dir, f"ckpt-async-{n}") for n in ("sync", "async", "resumed"))
+    subprocess.run(["rm", "-rf", sync_dir, async_dir, resumed], check=True)
+    every = ["--set", "ckpt.every_steps=1", "--set", "ckpt.keep_last=10"]
+    proc = cord("train", *stage_sets(sync_dir, "text", steps), *every, ranks=2)
+    expect(proc.returncode == 0, "synchronous run", proc)
+    proc = cord("train", *stage_sets(async_dir, "text", steps), *every, "--set", "ckpt.async=true", ranks=2)
+    expect(proc.returncode == 0, "asynchronous run", proc)
+    expect("asynchronous checkpoints: " in proc.stderr and "MB of host memory" in proc.stderr,
+           "the host memory is logged", proc)
+    expected, _ = step_losses(sync_dir, "text")
+    losses, _ = step_losses(async_dir, "text")
+    expect(losses == expected, f"the same losses with async saves:\n{losses}\n{expected}")
+    records = saved_records(async_dir)
+    expect([r["step"] for r in records] == list(range(1, steps + 1)), f"a checkpoint per step: {records}")
+    expect(all(r["async"] and r["host_bytes"] > 0 and 0 <= r["stall_seconds"] < r["seconds"] + 1 for r in records),
+           f"async records: {records}")
+    for step in range(1, steps + 1):
+        name = f"step-{step:08d}.h5"
+        a = tensor_checksums(os.path.join(checkpoint_dir(sync_dir, "text"), name))
+        b = tensor_checksums(os.path.join(checkpoint_dir(async_dir, "text"), name))
+        expect(a == b, f"step {step}: the async checkpoint's tensors equal the synchronous one's")
+    subprocess.run(["cp", "-r", async_dir, resumed], check=True)
+    set_marker(resumed, "text", 4)
+    proc = cord("train", *stage_sets(resumed, "text", steps), *every, "--set", "ckpt.async=true", "--resume", "auto",
+                ranks=2)
+    expect(proc.returncode == 0 and "step-00000004.h5 (step 4" in proc.stderr, "resumed from step 4", proc)
+    losses, _ = step_losses(resumed, "text")
+    expect(losses == expected, f"bit-exact after resuming an async checkpoint:\n{losses}\n{expected}")
+
+    # A slow file system and a save due every step: skip, logged, and the last one waits.
+    skipping = os.path.join(ARGS.work_dir, "ckpt-async-skip")
+    subprocess.run(["rm", "-rf", skipping], check=True)
+    slow = dict(os.environ, CORD_TEST_SLOW_H5_MS="30")
+    proc = run([ARGS.mpiexec, "-n", "2", ARGS.cord, "train", *stage_sets(skipping, "text", 20), *every,
+                "--set", "ckpt.async=true", "--set", "ckpt.async_busy=skip"], timeout=300, env=slow)
+    expect(proc.returncode == 0, "skip run", proc)
+    records = metrics(os.path.join(skipping, "text", "metrics.jsonl"))
+    skipped = [r for r in records if r["type"] == "checkpoint_skipped"]
+    saved = [r["step"] for r in records if r["type"] == "checkpoint"]
+    expect(skipped and "is still being written (ckpt.async_busy = skip)" in proc.stderr, f"saves skipped: {saved}", proc)
+    expect(saved[-1] == 20 and not set(saved) & {r["step"] for r in skipped}, f"the last save is made: {saved}")
+    latest = open(os.path.join(checkpoint_dir(skipping, "text"), "latest")).read().strip()
+    expect(latest == "step-00000020.h5", f"the marker names the end of the stage: {latest}")
+
+    # SIGUSR1 while saves are in flight: exit 75 after the stop's checkpoint is committed.
+    stopping = os.path.join(ARGS.work_dir, "ckpt-async-stop")
+    subprocess.run(["rm", "-rf", stopping], check=True)
+    cmd = [ARGS.mpiexec, "-n", "2", ARGS.cord, "train", *stage_sets(stopping, "text", 400), *every,
+           "--set", "ckpt.async=true"]
+    log = tempfile.TemporaryFile(mode="w+")
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=slow)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and last_recorded_step(stopping) < 3:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGUSR1)
+    job.wait(timeout=120)
+    log.seek(0)
+    err = log.read()
+    expect(job.returncode == 75, f"exit 75 after SIGUSR1 (got {job.returncode})\n{err[-3000:]}")
+    stop = [r for r in metrics(os.path.join(stopping, "text", "metrics.jsonl")) if r["type"] == "stop"]
+    latest = open(os.path.join(checkpoint_dir(stopping, "text"), "latest")).read().strip()
+    expect(len(stop) == 1 and latest == f"step-{stop[0]['step']:08d}.h5",
+           f"the marker names the stop's checkpoint: {latest}, {stop}")
+    tensor_checksums(os.path.join(checkpoint_dir(stopping, "text"), latest))
+
+
+def case_ckpt_async_disk():
+    """The disk fills while the writer thread writes (another process takes the space): the
+    job ends with the reason, the previous checkpoint committed and intact, no partial file.
+    Exit 77 (skipped) where tmpfs cannot be mounted."""
+    full = os.path.join(ARGS.work_dir, "ckpt-async-full-fs")
+    run_dir = os.path.join(ARGS.work_dir, "ckpt-async-disk")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    subprocess.run(["umount", full], capture_output=True)
+    if not mount_tmpfs(full, "size=16m"):
+        print("SKIPPED: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)")
+        sys.exit(77)
+    try:
+        # One rank: its writer goes through HDF5's POSIX driver, which reports the errno.
+        cmd = [ARGS.cord, "train", *stage_sets(run_dir, "text", 400),
+               "--set", f"ckpt.dir={full}", "--set", "ckpt.every_steps=5", "--set", "ckpt.keep_last=1",
+               "--set", "ckpt.async=true"]
+        log = tempfile.TemporaryFile(mode="w+")
+        job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True,
+                               env=dict(os.environ, CORD_TEST_SLOW_H5_MS="20"))
+        filler = os.path.join(full, "filler")
+        deadline = time.monotonic() + 180
+        # Wait for a committed checkpoint, then for the next save's temporary file, then fill the disk.
+        while time.monotonic() < deadline and job.poll() is None and not os.path.exists(os.path.join(full, "latest")):
+            time.sleep(0.01)
+        committed = open(os.path.join(full, "latest")).read().strip()
+        while time.monotonic() < deadline and job.poll() is None and not any(
+                ".partial-" in n for n in os.listdir(full)):
+            time.sleep(0.002)
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until ENOSPC
+        job.wait(timeout=180)
+        log.seek(0)
+        err = log.read()
+        expect(job.returncode == 1 and "cannot save checkpoint" in err and "No space left on device" in err,
+               f"the full disk ends the job with the reason (exit {job.returncode}):\n{err[-3000:]}")
+        latest = open(os.path.join(full, "latest")).read().strip()
+        os.remove(filler)
+        expect(int(latest[5:13]) >= int(committed[5:13]), f"the marker still names a committed checkpoint: {latest}")
+        check = cord("ckpt", "inspect", os.path.join(full, latest))
+        expect(check.returncode == 0, "the previous checkpoint is intact", check)
+        expect(not [n for n in os.listdir(full) if ".partial-" in n], f"no partial file left: {os.listdir(full)}")
+        reason = next(line for line in err.splitlines() if "No space left on device" in line)
+        print(f"disk filled during the async save after {committed}; {latest} intact; the job ended with:\n{reason}")
+    finally:
+        subprocess.run(["umount", full], capture_output=True)
 
 
 def case_ckpt_signal_np2():

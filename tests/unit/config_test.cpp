@@ -161,6 +161,12 @@ TEST(Config, ChoicesAreParsedAtLoadAndDumpedByName) {
   const std::string text = to_toml(config);
   EXPECT_NE(text.find("method = \"fkl\""), std::string::npos) << text;
   EXPECT_NE(text.find("stage = \"distill\""), std::string::npos) << text;
+  const std::string busy = usage_error_of([] { load_config("", {"ckpt.async_busy=later"}); });
+  EXPECT_NE(busy.find("ckpt.async_busy='later'"), std::string::npos) << busy;
+  EXPECT_NE(busy.find("is not one of wait, skip"), std::string::npos) << busy;
+  const Config async = load_config("", {"ckpt.async=true", "ckpt.async_busy=skip"});
+  EXPECT_TRUE(async.ckpt.async);
+  EXPECT_EQ(async.ckpt.async_busy, AsyncBusy::kSkip);
 }
 
 TEST(Config, NestedSectionsLoadFromTomlTables) {

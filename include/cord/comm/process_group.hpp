@@ -30,6 +30,10 @@ class ProcessGroup {
   // ordered by `key` (as MPI_Comm_split).
   ProcessGroup split(int color, int key, const std::string& name) const;
 
+  // Collective over this group: the same ranks on a new MPI communicator (no NCCL), so
+  // that a helper thread's collectives never interleave with this group's traffic.
+  ProcessGroup duplicate(const std::string& name) const;
+
   const std::string& name() const;
   int rank() const;
   int size() const;
@@ -70,5 +74,11 @@ struct ProcessGroups {
 // Collective over the world: builds the dp and tp groups by communicator splits,
 // and their NCCL communicators when `with_nccl` (after the CUDA device is selected).
 ProcessGroups make_process_groups(const World& world, const ParallelDims& dims, bool with_nccl);
+
+// Collective over the world: the same three groups on duplicated MPI communicators (CPU
+// tensors only), named "<name> (NAME_SUFFIX)". For a helper thread such as the
+// asynchronous checkpoint writer: MPI_THREAD_MULTIPLE allows concurrent calls on
+// different communicators, never on one.
+ProcessGroups duplicate_process_groups(const ProcessGroups& groups, const std::string& name_suffix);
 
 }  // namespace cord::comm

@@ -45,6 +45,8 @@ enum class TeacherWeights { kInitial, kCurrent };
 CORD_CHOICES(TeacherWeights, "initial"sv, "current"sv);
 enum class SplitName { kTrain, kValidation, kTest };
 CORD_CHOICES(SplitName, "train"sv, "validation"sv, "test"sv);
+enum class AsyncBusy { kWait, kSkip };
+CORD_CHOICES(AsyncBusy, "wait"sv, "skip"sv);
 
 #undef CORD_CHOICES
 
@@ -211,6 +213,12 @@ struct CheckpointConfig {
   std::int64_t keep_last = 2;
   std::int64_t keep_every = 0;
   bool at_end = true;
+  // Asynchronous saves: the step's tensors are copied to host memory and a writer thread
+  // writes, fsyncs and commits while training goes on; at most one save in flight.
+  bool async = false;
+  // A trigger while the previous save is still being written: wait for it, or skip this
+  // one (a stop or the end of the stage always waits).
+  AsyncBusy async_busy = AsyncBusy::kWait;
 };
 
 struct EvalConfig {

@@ -43,6 +43,18 @@ class CollectiveProgress {
   CollectiveProgress& operator=(const CollectiveProgress&) = delete;
 };
 
+// RAII on a helper thread that works for the training thread (the asynchronous checkpoint
+// writer): while it lives, this thread's collectives, phases and HDF5 transfers still mark
+// progress, but leave the step, phase and collective of the record to the training thread,
+// whose state the watchdog's message describes.
+class HelperThreadProgress {
+ public:
+  HelperThreadProgress();
+  ~HelperThreadProgress();
+  HelperThreadProgress(const HelperThreadProgress&) = delete;
+  HelperThreadProgress& operator=(const HelperThreadProgress&) = delete;
+};
+
 // A consistent copy of the record (the watchdog's view).
 ProgressState progress_state();
 

@@ -7,6 +7,10 @@
 // data is written by each rank into its own row range (hyperslab) with
 // H5FD_MPIO_COLLECTIVE. Generic on purpose: corpora and checkpoints share it.
 //
+// Thread safety: the HDF5 library is not (this machine's is built without its thread-safe
+// option), so every call here holds one process-wide lock; a File may be used by one
+// thread at a time, and different Files from different threads.
+//
 // Datasets are N-dimensional with a leading "row" dimension; reads and writes address
 // whole rows [row_offset, row_offset + rows). Strings live in attributes (variable-length
 // UTF-8, as h5py writes them; fixed-length strings are read too).
@@ -162,7 +166,12 @@ class File {
   }
   [[noreturn]] void throw_too_large(const std::string& dataset, std::uint64_t elements) const;
 
+  // write_block writes blocks larger than this in pieces (see there).
+  static constexpr std::uint64_t kWritePieceBytes = std::uint64_t{16} << 20;
+
  private:
+  void write_piece(const std::string& dataset, const std::vector<std::uint64_t>& start,
+                   const std::vector<std::uint64_t>& count, const void* data, Dtype dtype);
   File(Handle handle, std::string path, bool parallel)
       : handle_(std::move(handle)), path_(std::move(path)), parallel_(parallel) {}
   std::string where(const std::string& object) const;  // "PATH dataset /x" for messages

@@ -11,6 +11,14 @@
 // After a signal or the wall-time limit the stage saves and stops: `cord train` exits with
 // ExitCode::kRequeue (75), which the Slurm scripts take as "requeue me".
 //
+// With ckpt.async the save is ckpt/async_checkpoint.hpp's: its writer thread copies the
+// tensors during the next step's forward and backward (before_update() holds the
+// optimizer step until the copy is done) and writes them while training goes on; the same per-step all-reduce tells every rank whether every writer has
+// returned, and the first step after that collects the save (logs it, or throws its error
+// on every rank together, e.g. a full disk). A save due while one is still being written
+// waits or is skipped (ckpt.async_busy); a stop and the end of the stage always wait for
+// the commit, so exit code 75 and the stage's end come after it.
+//
 // Resume restores parameters, AdamW m, v and t, the loader position, the non-finite step
 // counters and every rank's generators; rollouts of the distill stage are seeded from
 // (train.seed, step, dp rank), so the same layout continues bit for bit. A checkpoint
@@ -29,6 +37,9 @@
 
 namespace cord::data {
 class CorpusLoader;
+}
+namespace cord::ckpt {
+class AsyncCheckpointer;
 }
 
 namespace cord::train {
@@ -69,13 +80,30 @@ class StageCheckpointer {
   Decision after_step(ckpt::Progress progress, model::Lalm& model, const AdamW& optimizer, double step_seconds,
                       int64_t total_steps, MetricsFile* metrics);
 
+  // Before every optimizer step: waits until an asynchronous save in flight has copied
+  // the tensors it saves (the step changes them). At once without one.
+  void before_update();
+
   // The header fields of a resumed stage ({} for a fresh one).
   nlohmann::json resume_record() const;
   const std::string& directory() const { return directory_; }
 
  private:
-  void save(ckpt::Progress progress, model::Lalm& model, const AdamW& optimizer, const std::string& reason,
+  // What the save is for (its log line and record are written when it is collected).
+  struct Pending {
+    int64_t step = 0;
+    std::string reason;
+    double stall_seconds = 0;  // how long the training waited for it (host copy, earlier save)
+  };
+  // Saves (`wait`: and, when asynchronous, waits for the commit).
+  void save(ckpt::Progress progress, model::Lalm& model, const AdamW& optimizer, Pending pending, bool wait,
             MetricsFile* metrics);
+  // The asynchronous save in flight: waits for it and logs it (throws its error).
+  void collect(MetricsFile* metrics);
+  void log_saved(const ckpt::SavedCheckpoint& saved, const Pending& pending, MetricsFile* metrics) const;
+  // A trigger fired while an asynchronous save is still being written somewhere: waits for
+  // it, or skips (returns false) as ckpt.async_busy says; `must` (a stop, the stage's end) waits.
+  bool make_room(int64_t step, const std::string& reason, bool must, double& waited_seconds, MetricsFile* metrics);
 
   Config config_;
   const comm::ProcessGroups& groups_;
@@ -89,6 +117,9 @@ class StageCheckpointer {
   double step_ema_ = 0;
   std::vector<std::string> superseded_;     // an earlier run's files, deleted at this run's first commit
   ckpt::BackgroundRemover removals_;        // the retention deletes of the last save
+  std::unique_ptr<ckpt::AsyncCheckpointer> async_;  // ckpt.async only
+  Pending in_flight_;                       // what async_'s save in flight is for
+  bool reported_host_memory_ = false;
   struct Clocks;
   std::unique_ptr<Clocks> clocks_;
 };
