@@ -345,6 +345,10 @@ Progress load_checkpoint(const std::string& path, const std::vector<ShardedTenso
   // The loader's position: the global batch index is the same on every dp rank, so a
   // checkpoint written with another dp continues from the same place.
   const std::vector<int64_t> loader = file.read_all<int64_t>("/loader");
+  if (loader.empty() || loader.size() % 3 != 0) {
+    throw Error("checkpoint " + path + ": dataset /loader holds " + std::to_string(loader.size()) +
+                " values, not 3 (epoch, next batch, seed) per dp rank");
+  }
   const auto saved_dp = static_cast<int64_t>(loader.size() / 3);
   const int64_t row = saved_dp == groups.dims.dp() ? groups.dp.rank() : 0;
   progress.loader_epoch = loader[static_cast<size_t>(3 * row)];
@@ -357,7 +361,12 @@ Progress load_checkpoint(const std::string& path, const std::vector<ShardedTenso
       const h5::DatasetInfo info = file.dataset_info(dataset);
       at::Tensor state = torch::empty({static_cast<int64_t>(info.row_elements())}, torch::kUInt8);
       file.read_rows(dataset, static_cast<uint64_t>(groups.world.rank()), 1, state.data_ptr(), h5::Dtype::kUInt8);
-      set_generator_state(cuda, state);
+      try {
+        set_generator_state(cuda, state);
+      } catch (const c10::Error& e) {  // a state of the wrong size or version
+        throw Error("checkpoint " + path + ": dataset " + dataset + " is not a generator state this torch accepts: " +
+                    e.what_without_backtrace());
+      }
     };
     restore("/rng/cpu", false);
     if (file.exists("/rng/cuda") && at::hasCUDA()) restore("/rng/cuda", true);

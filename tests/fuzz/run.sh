@@ -8,10 +8,13 @@
 # CORD_FUZZ_PARALLEL (default 2), CORD_FUZZ_OUT (default bench/results/fuzz),
 # CORD_FUZZ_REPORT_ONLY=1 (only rewrite the results from the campaigns' logs in build-fuzz/;
 # CORD_FUZZ_COMMIT then names the commit the campaigns were built from),
-# CORD_FUZZ_FORK_TARGETS (default "corpus"): targets run in libFuzzer's fork mode, which goes
-# on past crashes, timeouts (5 s) and OOMs; each such input is replayed afterwards and
-# counted as cord's when the innermost frame of its stack is cord code, as the HDF5
-# library's when it is inside libhdf5 (the corpus reader hands HDF5 the damaged file).
+# CORD_FUZZ_FORK_TARGETS (default "corpus checkpoint weights": the HDF5 readers): targets run
+# in libFuzzer's fork mode, which goes on past crashes, timeouts (5 s) and OOMs; each such
+# input is replayed afterwards and counted as cord's when the innermost frame of its stack
+# is cord code (or libtorch's, called by cord), as the HDF5 library's when it is inside
+# libhdf5 (these readers hand HDF5 the damaged file).
+# The checkpoint and weights targets need libtorch: the venv of ./setup.sh (CORD_VENV) is
+# passed to CMake; without it they are not built and not in the default list.
 # A target fails on any finding in cord: a crash, leak, timeout or sanitizer report. Its
 # input is kept as build-fuzz/crash-TARGET-* and the script exits 1 after writing results.
 set -euo pipefail
@@ -20,14 +23,25 @@ RUNS=${CORD_FUZZ_RUNS:-1000000}
 MAX_SECONDS=${CORD_FUZZ_MAX_SECONDS:-1800}
 PARALLEL=${CORD_FUZZ_PARALLEL:-2}
 OUT=${CORD_FUZZ_OUT:-bench/results/fuzz}
-FORK_TARGETS=" ${CORD_FUZZ_FORK_TARGETS-corpus} "
+FORK_TARGETS=" ${CORD_FUZZ_FORK_TARGETS-corpus checkpoint weights} "
+VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config overrides manifest safetensors tokenizer corpus)
 
 if [ "${CORD_FUZZ_REPORT_ONLY:-0}" != 1 ]; then
 command -v clang++-14 > /dev/null || { echo "tests/fuzz/run.sh: clang++-14 is missing (./setup.sh installs it)" >&2; exit 2; }
-cmake -S tests/fuzz -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 > /dev/null
+torch_prefix=()
+if [ -x "$VENV/bin/python" ]; then
+  torch_prefix=(-DCMAKE_PREFIX_PATH="$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')")
+fi
+cmake -S tests/fuzz -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 "${torch_prefix[@]}" > /dev/null
 cmake --build build-fuzz -j2 > /dev/null
+fi
+if [ ${#TARGETS[@]} -eq 0 ]; then
+  TARGETS=(config overrides manifest safetensors tokenizer corpus)
+  [ -x build-fuzz/fuzz_checkpoint ] && TARGETS+=(checkpoint weights)
+fi
+
+if [ "${CORD_FUZZ_REPORT_ONLY:-0}" != 1 ]; then
 
 campaign() {  # TARGET: one campaign, its log in build-fuzz/campaign-TARGET.log
   local target=$1 corpus=build-fuzz/units-$1
@@ -47,6 +61,7 @@ for target in "${TARGETS[@]}"; do
   campaign "$target" &
 done
 wait
+rm -f /dev/shm/fuzz_checkpoint_*.h5 /dev/shm/fuzz_weights_*.h5  # inputs of crashed fork-mode children
 fi
 
 python3 - "$OUT" "$RUNS" "$MAX_SECONDS" "$FORK_TARGETS" "${TARGETS[@]}" <<'PY'
