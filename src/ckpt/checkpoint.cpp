@@ -401,6 +401,7 @@ CheckpointInfo inspect_checkpoint(const std::string& path, bool verify) {
         const auto dtype = shape.dtype == h5::Dtype::kFloat32 ? torch::kFloat
                            : shape.dtype == h5::Dtype::kInt64 ? torch::kInt64
                                                               : torch::kUInt8;
+        file.check_plausible_size(dataset, shape, c10::elementSize(dtype));  // a damaged shape claims any size
         at::Tensor values = torch::empty(tensor.shape.empty() ? std::vector<int64_t>{1} : tensor.shape, dtype);
         file.read_rows(dataset, 0, shape.rows(), values.data_ptr(), shape.dtype);
         tensor.verified = hex64(block_checksum(values, tensor.shape, -1, 0)) == tensor.checksum;

@@ -20,8 +20,10 @@ inline uint32_t fmix32(uint32_t x) {
 
 // Words whose indices share their high 32 bits: index i is (high << 32) + low + i, and
 // low + i does not wrap. A plain loop the compiler vectorises; the x86 build also carries an
-// AVX2 clone picked at load time, so the binary still runs on CPUs without AVX2.
-#if defined(__x86_64__) && defined(__GNUC__)
+// AVX2 clone picked at load time, so the binary still runs on CPUs without AVX2. Not under
+// ThreadSanitizer: the clone's resolver runs while the loader relocates the program, before
+// TSan's runtime is up, and its instrumented code crashes there.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 uint64_t sum_segment(const uint32_t* words, uint32_t low, uint32_t high_term, int64_t count) {

@@ -163,6 +163,17 @@ File File::open_image(const void* data, std::size_t size, const std::string& nam
   return File(Handle(id, &H5Fclose), name, false);
 }
 
+void File::check_plausible_size(const std::string& dataset, const DatasetInfo& info, std::size_t element_bytes) const {
+  // The element count itself may overflow for a damaged shape: count with saturation.
+  std::uint64_t elements = 1;
+  for (const std::uint64_t dim : info.shape) {
+    if (__builtin_mul_overflow(elements, dim, &elements)) elements = UINT64_MAX;
+  }
+  if (elements > (info.storage_bytes * 1000 + (std::uint64_t{64} << 20)) / element_bytes) {
+    throw_too_large(dataset, elements);
+  }
+}
+
 void File::throw_too_large(const std::string& dataset, std::uint64_t elements) const {
   throw Error(where(dataset) + ": its shape claims " + std::to_string(elements) +
               " elements, more than the file stores or memory can hold (is the file damaged?)");

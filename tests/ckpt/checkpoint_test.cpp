@@ -4,6 +4,7 @@
 // with damaged, uncommitted or foreign files; asynchronous saves (async_checkpoint.hpp) and
 // the HDF5 writes in pieces that let them share the library with the training thread.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -306,6 +307,58 @@ TEST(Checkpoint, AnotherArchitectureOrStageIsRejected) {
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("model.d_model: file 32, config 64"), std::string::npos) << e.what();
   }
+}
+
+// Replaces dataset `name` of the HDF5 file at `path` by `values` (1-D), as a damaged or
+// hand-edited file would hold; rank 0 edits, every rank returns after it.
+template <typename T>
+void replace_dataset(const std::string& path, const std::string& name, const std::vector<T>& values, hid_t type) {
+  if (world().rank() == 0) {
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0) << path;
+    ASSERT_GE(H5Ldelete(file, name.c_str(), H5P_DEFAULT), 0) << name;
+    const hsize_t count = values.size();
+    const hid_t space = H5Screate_simple(1, &count, nullptr);
+    const hid_t dataset = H5Dcreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(H5Dwrite(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+    H5Dclose(dataset);
+    H5Sclose(space);
+    H5Fclose(file);
+  }
+  comm::barrier(groups_with_tp(1).world);
+}
+
+// Seen while writing fuzz_checkpoint: load_checkpoint reads the loader position and the
+// generator state without trusting their sizes, and names the dataset when they are wrong.
+TEST(Checkpoint, ADamagedLoaderOrGeneratorStateIsRefusedNamingTheDataset) {
+  const ModelConfig config = cord::testing::tiny_model_config();
+  const std::string folder = shared_folder("damaged_state");
+  const comm::ProcessGroups groups = groups_with_tp(1);
+  model::Lalm model(config, groups.tp);
+  const SavedCheckpoint saved = save_checkpoint(request_for(folder, 1, config), tensors_of(model, groups), groups, {});
+  const std::string copy = folder + "/loader.h5", other = folder + "/rng.h5";
+  if (world().rank() == 0) {
+    std::system(("cp " + saved.path + " " + copy + " && cp " + saved.path + " " + other).c_str());
+  }
+  replace_dataset<int64_t>(copy, "/loader", {1, 2}, H5T_NATIVE_INT64);
+  try {
+    load_checkpoint(copy, tensors_of(model, groups), groups, config, "text");
+    FAIL() << "expected an error about /loader";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(copy + ": dataset /loader holds 2 values, not 3"), std::string::npos)
+        << e.what();
+  }
+  // One byte per rank: a row of a generator-state dataset that torch refuses.
+  replace_dataset<uint8_t>(other, "/rng/cpu", std::vector<uint8_t>(static_cast<size_t>(world().size()), 7),
+                           H5T_NATIVE_UINT8);
+  try {
+    load_checkpoint(other, tensors_of(model, groups), groups, config, "text");
+    FAIL() << "expected an error about /rng/cpu";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(other + ": dataset /rng/cpu is not a generator state"), std::string::npos)
+        << e.what();
+  }
+  comm::barrier(groups.world);
 }
 
 TEST(Checkpoint, AnUnwritableFolderFailsOnEveryRankAndKeepsTheCommittedCheckpoint) {

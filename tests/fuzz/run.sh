@@ -75,11 +75,16 @@ def innermost_frame(target, artifact):
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1",
                LSAN_OPTIONS="suppressions=tests/fuzz/lsan.supp")
     try:
-        proc = subprocess.run([f"build-fuzz/fuzz_{target}", "-timeout=5", artifact], capture_output=True, text=True,
+        # -malloc_limit_mb: a single allocation over 512 MB fails with its own stack, so an
+        # out-of-memory input is attributed to whoever asked for the memory.
+        proc = subprocess.run([f"build-fuzz/fuzz_{target}", "-timeout=5", "-malloc_limit_mb=512", artifact],
+                              capture_output=True, text=True,
                               errors="replace", env=env, timeout=60)
         text = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         text = (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
+    if "out-of-memory (used:" in text:  # RSS over the limit, no single large allocation: the
+        return "(unattributed: RSS over the limit without one allocation over 512 MB)"  # stacks printed are not the cause
     frames = [l.strip() for l in text.splitlines() if re.match(r"\s*#\d+ 0x", l)]
     # The innermost frame that is neither libFuzzer's, a sanitizer's nor the C library's
     # allocator or memcpy (which report the bad call from inside themselves).
@@ -103,22 +108,25 @@ for t in targets:
     if t in fork_targets:  # fork mode: totals from its last status line; classify the saved inputs
         if (m := re.findall(r"#(\d+): cov: \d+ ft: \d+ corp: \d+ exec/s:? (\d+)", log)):
             executions = int(m[-1][0])
-        hdf5, cord, gone = [], [], []
+        hdf5, cord, gone, unattributed = [], [], [], []
         artifacts = sorted(glob.glob(f"build-fuzz/crash-{t}-*"))
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # timeouts take 5 s each
             frames = list(pool.map(lambda a: innermost_frame(t, a), artifacts))
         for artifact, frame in zip(artifacts, frames):
-            kind = gone if frame.startswith("(no stack") else hdf5 if "libhdf5" in frame else cord
+            kind = gone if frame.startswith("(no stack") else unattributed if frame.startswith("(unattributed") \
+                else hdf5 if "libhdf5" in frame else cord
             kind.append({"input": os.path.basename(artifact), "frame": frame})
         findings = [f"{len(cord)} in cord", f"{len(hdf5)} inside libhdf5"] + \
-                   ([f"{len(gone)} not reproduced by the current build"] if gone else [])
+                   ([f"{len(gone)} not reproduced by the current build"] if gone else []) + \
+                   ([f"{len(unattributed)} out-of-memory not attributed"] if unattributed else [])
         rc_ok = not cord
     else:
-        hdf5, cord, rc_ok = [], [], int(rc) == 0 and not findings
+        hdf5, cord, unattributed, rc_ok = [], [], [], int(rc) == 0 and not findings
     rows.append({"target": t, "exit_code": int(rc), "seconds": int(seconds), "executions": executions,
                  "executions_per_s": stat("average_exec_per_sec") or (executions // max(1, int(seconds))),
                  "new_units": stat("new_units_added"), "peak_rss_mb": stat("peak_rss_mb"), "findings": findings,
-                 "fork_mode": t in fork_targets, "cord_inputs": cord, "hdf5_inputs": hdf5})
+                 "fork_mode": t in fork_targets, "cord_inputs": cord, "hdf5_inputs": hdf5,
+                 "unattributed_inputs": [u["input"] for u in unattributed]})
     failed |= not rc_ok
 result = {"command": "tests/fuzz/run.sh " + " ".join(targets), "commit": commit + ("-dirty" if dirty else ""),
           "sanitizers": "address, undefined (abort on report), leak detection on", "compiler": "clang 14, libFuzzer",

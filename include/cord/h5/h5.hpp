@@ -147,12 +147,7 @@ class File {
   std::vector<T> read_all(const std::string& dataset) const {
     const DatasetInfo info = dataset_info(dataset);
     const std::uint64_t elements = info.rows() * info.row_elements();
-    // More than 1000x the bytes the file holds for it (no real compression gets there)
-    // means a damaged shape; on a machine that overcommits memory, allocating it would not
-    // fail but page in terabytes.
-    if (elements > (info.storage_bytes * 1000 + (std::uint64_t{64} << 20)) / sizeof(T)) {
-      throw_too_large(dataset, elements);
-    }
+    check_plausible_size(dataset, info, sizeof(T));
     std::vector<T> values;
     try {
       values.resize(elements);
@@ -165,6 +160,11 @@ class File {
     return values;
   }
   [[noreturn]] void throw_too_large(const std::string& dataset, std::uint64_t elements) const;
+  // Throws that Error when `info` (of `dataset`), read as elements of `element_bytes`, claims
+  // more than 1000x the bytes the file holds for it (+ 64 MiB): no real compression gets
+  // there, so the shape is damaged, and on a machine that overcommits memory allocating it
+  // would not fail but page in terabytes. Call before allocating for a whole dataset.
+  void check_plausible_size(const std::string& dataset, const DatasetInfo& info, std::size_t element_bytes) const;
 
   // write_block writes blocks larger than this in pieces (see there).
   static constexpr std::uint64_t kWritePieceBytes = std::uint64_t{16} << 20;
