@@ -25,8 +25,9 @@ case "$kind" in
 esac
 [ -x "$VENV/bin/python" ] || { echo "tests/run_sanitizers.sh: no Python environment at $VENV (run ./setup.sh build)" >&2; exit 2; }
 torch_prefix=$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCORD_SANITIZE="$sanitize" \
-      -DCORD_BUILD_BENCH=OFF -DCORD_WITH_CUDA=OFF > "$build.configure.log"
+      -DCORD_BUILD_BENCH=OFF -DCORD_WITH_CUDA=OFF > "$build/configure.log"
 export PATH="$VENV/bin:$PATH"
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
