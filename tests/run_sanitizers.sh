@@ -18,16 +18,16 @@ cd "$(dirname "$0")/.."
 kind=${1:-}
 VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
 JOBS=${CORD_JOBS:-2}
-case "$kind" in
-  address) build=build-asan sanitize=address,undefined ;;
-  thread) build=build-tsan sanitize=thread ;;
+case "$kind" in  # the address build has the benchmarks too: the Slurm scaling test runs one
+  address) build=build-asan sanitize=address,undefined bench=ON ;;
+  thread) build=build-tsan sanitize=thread bench=OFF ;;
   *) echo "usage: tests/run_sanitizers.sh address|thread" >&2; exit 2 ;;
 esac
 [ -x "$VENV/bin/python" ] || { echo "tests/run_sanitizers.sh: no Python environment at $VENV (run ./setup.sh build)" >&2; exit 2; }
 torch_prefix=$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCORD_SANITIZE="$sanitize" \
-      -DCORD_BUILD_BENCH=OFF -DCORD_WITH_CUDA=OFF > "$build/configure.log"
+      -DCORD_BUILD_BENCH=$bench -DCORD_WITH_CUDA=OFF > "$build/configure.log"
 export PATH="$VENV/bin:$PATH"
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi

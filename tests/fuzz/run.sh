@@ -70,28 +70,8 @@ out, runs, max_seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fork_targets, targets = sys.argv[4].split(), sys.argv[5:]
 
 
-def innermost_frame(target, artifact):
-    """Replays one saved input; returns (kind, the first stack frame line) of its report."""
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1",
-               LSAN_OPTIONS="suppressions=tests/fuzz/lsan.supp")
-    try:
-        # -malloc_limit_mb: a single allocation over 512 MB fails with its own stack, so an
-        # out-of-memory input is attributed to whoever asked for the memory.
-        proc = subprocess.run([f"build-fuzz/fuzz_{target}", "-timeout=5", "-malloc_limit_mb=512", artifact],
-                              capture_output=True, text=True,
-                              errors="replace", env=env, timeout=60)
-        text = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as e:
-        text = (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
-    if "out-of-memory (used:" in text:  # RSS over the limit, no single large allocation: the
-        return "(unattributed: RSS over the limit without one allocation over 512 MB)"  # stacks printed are not the cause
-    frames = [l.strip() for l in text.splitlines() if re.match(r"\s*#\d+ 0x", l)]
-    # The innermost frame that is neither libFuzzer's, a sanitizer's nor the C library's
-    # allocator or memcpy (which report the bad call from inside themselves).
-    frames = [f for f in frames if not re.search(r"libFuzzer|fuzzer::|__sanitizer|__asan|__ubsan|__interceptor_|"
-                                                  r"libc\.so|sysdeps|in (malloc|calloc|realloc|strdup|operator new)|"
-                                                  r"pthread|raise|abort|sleep", f)]
-    return frames[0] if frames else "(no stack: " + (text.strip().splitlines() or ["nothing printed"])[-1] + ")"
+sys.path.insert(0, "tests/fuzz")
+from classify import innermost_frame, kind_of  # noqa: E402  (the replay, shared with the ctest smokes)
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
 replayed = commit + ("-dirty" if dirty else "")
@@ -111,11 +91,10 @@ for t in targets:
         hdf5, cord, gone, unattributed = [], [], [], []
         artifacts = sorted(glob.glob(f"build-fuzz/crash-{t}-*"))
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # timeouts take 5 s each
-            frames = list(pool.map(lambda a: innermost_frame(t, a), artifacts))
+            frames = list(pool.map(lambda a: innermost_frame(f"build-fuzz/fuzz_{t}", a), artifacts))
+        lists = {"gone": gone, "unattributed": unattributed, "libhdf5": hdf5, "cord": cord}
         for artifact, frame in zip(artifacts, frames):
-            kind = gone if frame.startswith("(no stack") else unattributed if frame.startswith("(unattributed") \
-                else hdf5 if "libhdf5" in frame else cord
-            kind.append({"input": os.path.basename(artifact), "frame": frame})
+            lists[kind_of(frame)].append({"input": os.path.basename(artifact), "frame": frame})
         findings = [f"{len(cord)} in cord", f"{len(hdf5)} inside libhdf5"] + \
                    ([f"{len(gone)} not reproduced by the current build"] if gone else []) + \
                    ([f"{len(unattributed)} out-of-memory not attributed"] if unattributed else [])
