@@ -9,6 +9,8 @@ the innermost stack frame of its report, so that only cord's own findings fail a
   classify.py BINARY INPUT...               one line per input: KIND<TAB>INPUT<TAB>FRAME
   classify.py --smoke BINARY DIR -- ARG...  runs BINARY ARG... (fork mode, inputs saved under
                                             DIR/), then classifies what it saved
+  classify.py --clean BINARY                removes the input files that crashed children of
+                                            BINARY left in /dev/shm
 Exit status 1 when any input is cord's (or the smoke's fuzzer did not finish its run).
 KIND is cord, libhdf5, gone (does not fail any more) or unattributed (out of memory with no
 single allocation over 512 MB, so the stacks printed are not the cause).
@@ -64,6 +66,22 @@ def classify(binary, artifacts):
     return rows
 
 
+def remove_dead_inputs(binary):
+    """Removes the /dev/shm input files (fuzz_support.hpp) of this target's processes that
+    died on an input, as fork-mode children do; a live process's file is left alone."""
+    name = os.path.basename(binary)
+    for entry in os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []:
+        match = re.fullmatch(re.escape(name) + r"_(\d+)\.h5", entry)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            os.remove(os.path.join("/dev/shm", entry))
+        except PermissionError:
+            pass
+
+
 def smoke(binary, directory, args):
     """The ctest smoke of a fork-mode target: the fuzzer's exit status counts libhdf5's own
     failures too, so it is ignored; the run must finish, and no saved input may be cord's."""
@@ -79,12 +97,16 @@ def smoke(binary, directory, args):
         print(log[-5000:])
         print(f"classify.py: {binary} did not finish its run (exit {proc.returncode})")
     rows = classify(binary, sorted(os.path.join(directory, f) for f in os.listdir(directory)))
+    remove_dead_inputs(binary)
     return 0 if finished and not any(kind == "cord" for kind, _, _ in rows) else 1
 
 
 def main(argv):
     if len(argv) >= 4 and argv[0] == "--smoke" and argv[3] == "--":
         return smoke(argv[1], argv[2], argv[4:])
+    if len(argv) == 2 and argv[0] == "--clean":
+        remove_dead_inputs(argv[1])
+        return 0
     if len(argv) >= 1 and not argv[0].startswith("-"):
         return 1 if any(kind == "cord" for kind, _, _ in classify(argv[0], argv[1:])) else 0
     print(__doc__, file=sys.stderr)

@@ -7,9 +7,7 @@
 //
 // The seed (tests/fuzz/seeds/checkpoint/) is written by this program with the same tensors:
 //   CORD_FUZZ_WRITE_SEED=tests/fuzz/seeds/checkpoint/step3.h5 build-fuzz/fuzz_checkpoint
-#include <sanitizer/lsan_interface.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -80,14 +78,7 @@ void write_seed(const std::string& path) {
 extern "C" const char* __lsan_default_options() { return "leak_check_at_exit=0"; }
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
-  // Open MPI loses track of some of what MPI_Init and communicator creation allocate, so
-  // LeakSanitizer would report it at the first leak check; the fixture's set-up is exempt,
-  // every input's allocations are checked.
-  __lsan_disable();
-  static Fixture instance(argc, argv);
-  fixture = &instance;
-  __lsan_enable();
-  std::atexit([] { unlink(cord::fuzz::input_path("fuzz_checkpoint").c_str()); });
+  fixture = cord::fuzz::start_fixture<Fixture>("fuzz_checkpoint", argc, argv);
   if (const char* seed = std::getenv("CORD_FUZZ_WRITE_SEED")) write_seed(seed);
   return 0;
 }

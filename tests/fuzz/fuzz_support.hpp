@@ -2,6 +2,7 @@
 // What the HDF5 fuzz targets share: the check that no HDF5 object outlives an input, and
 // (for readers that take a path) the input written to a file of this process.
 #include <hdf5.h>
+#include <sanitizer/lsan_interface.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -40,6 +41,21 @@ inline const std::string& write_input(const char* target, const std::uint8_t* da
     std::abort();  // the harness cannot run: not a finding in cord, but never silently skipped
   }
   return path;
+}
+
+// The process-wide fixture of a target that starts MPI (fuzz_checkpoint, fuzz_weights), made
+// once from LLVMFuzzerInitialize: Fixture(argc, argv). Open MPI loses track of some of what
+// MPI_Init and communicator creation allocate, so LeakSanitizer would report it at the first
+// leak check; the fixture's set-up is exempt, every input's allocations are checked. The
+// target's input file is removed at exit.
+template <typename Fixture>
+Fixture* start_fixture(const char* target, int* argc, char*** argv) {
+  __lsan_disable();
+  static Fixture instance(argc, argv);
+  __lsan_enable();
+  static const std::string* path = &input_path(target);
+  std::atexit([] { unlink(path->c_str()); });
+  return &instance;
 }
 
 // CORD_FUZZ_EXPECT_VALID=1 (the seed tests): a refusal of the input is a failure, so that a

@@ -5,9 +5,7 @@
 //
 // The seed (tests/fuzz/seeds/weights/) is written by this program from the same model:
 //   CORD_FUZZ_WRITE_SEED=tests/fuzz/seeds/weights/tiny.h5 build-fuzz/fuzz_weights
-#include <sanitizer/lsan_interface.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -60,14 +58,7 @@ Fixture* fixture = nullptr;
 extern "C" const char* __lsan_default_options() { return "leak_check_at_exit=0"; }
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
-  // Open MPI loses track of some of what MPI_Init and communicator creation allocate, so
-  // LeakSanitizer would report it at the first leak check; the fixture's set-up is exempt,
-  // every input's allocations are checked.
-  __lsan_disable();
-  static Fixture instance(argc, argv);
-  fixture = &instance;
-  __lsan_enable();
-  std::atexit([] { unlink(cord::fuzz::input_path("fuzz_weights").c_str()); });
+  fixture = cord::fuzz::start_fixture<Fixture>("fuzz_weights", argc, argv);
   // CORD_FUZZ_WRITE_SEED=PATH: saves the tiny model's weights as PATH and exits.
   if (const char* seed = std::getenv("CORD_FUZZ_WRITE_SEED")) {
     ckpt::save_weights(seed, fixture->model, fixture->groups,

@@ -61,7 +61,9 @@ for target in "${TARGETS[@]}"; do
   campaign "$target" &
 done
 wait
-rm -f /dev/shm/fuzz_checkpoint_*.h5 /dev/shm/fuzz_weights_*.h5  # inputs of crashed fork-mode children
+for target in checkpoint weights; do  # the input files of crashed fork-mode children
+  python3 tests/fuzz/classify.py --clean "build-fuzz/fuzz_$target"
+done
 fi
 
 python3 - "$OUT" "$RUNS" "$MAX_SECONDS" "$FORK_TARGETS" "${TARGETS[@]}" <<'PY'
