@@ -1,6 +1,7 @@
 #pragma once
-// What the HDF5 fuzz targets share: the check that no HDF5 object outlives an input, and
-// (for readers that take a path) the input written to a file of this process.
+// What the HDF5 fuzz targets share: the check that no HDF5 object outlives an input; for the
+// readers that take a path, the input written to a file of this process; the MPI fixture of
+// the checkpoint and weights targets; and the seed tests' check that a valid seed loads.
 #include <hdf5.h>
 #include <sanitizer/lsan_interface.h>
 #include <unistd.h>
