@@ -5,11 +5,15 @@
 //   OUT/predictions.jsonl one line per item: answer, decoded text/audio solutions, transcript
 // With --baseline (a base model's eval.json of the same split), eval.json and eval.md also
 // hold the comparison with it: the gap reduction and the text-accuracy change (eval/comparison.hpp).
+// With --reference (a base model's weights), they also hold KL(reference || these weights) of
+// the text branch per family: how far the text branch moved (distill/text_divergence.hpp).
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cord/app/commands.hpp"
@@ -20,6 +24,7 @@
 #include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
+#include "cord/distill/text_divergence.hpp"
 #include "cord/eval/comparison.hpp"
 #include "cord/eval/evaluate.hpp"
 #include "cord/eval/vocabulary.hpp"
@@ -42,7 +47,11 @@ void add_options(po::options_description& options) {
        "folder for eval.json, eval.md and predictions.jsonl (default: train.run_dir/eval)")
       ("split", po::value<std::string>()->value_name("NAME"), "train | validation | test (default: eval.split)")
       ("baseline", po::value<std::string>()->value_name("PATH"),
-       "eval.json of a baseline (or its folder), same corpus and split: also report the gap reduction against it");
+       "eval.json of a baseline (or its folder), same corpus and split: also report the gap reduction against it")
+      ("reference", po::value<std::string>()->value_name("PATH"),
+       "weights of a reference model (the base: its align/model.h5), same architecture and vocabulary: also report "
+       "KL(reference || these weights) of the text branch per family, teacher-forced on the corpus solutions "
+       "(nats per token; distill/text_divergence.hpp)");
 }
 
 std::string option_or(const po::variables_map& options, const char* name, const std::string& fallback) {
@@ -58,6 +67,8 @@ struct Setup {
   bool text_only = false;     // --ckpt source
   std::string baseline_path;  // "" = no comparison
   json baseline;
+  std::string reference_path;  // "" = no text-branch divergence
+  model::Lalm reference{nullptr};
 };
 
 // The baseline's eval.json (PATH or PATH/eval.json), checked to score the same split.
@@ -104,8 +115,39 @@ Setup set_up(const Session& session, const po::variables_map& options) {
                            s.data);
   }
   s.model->to(torch::Device(session.device));
+  if (options.count("reference") != 0) {
+    if (s.text_only) throw UsageError("cord eval --reference: --ckpt source has no weights of cord's to compare");
+    s.reference_path = options["reference"].as<std::string>();
+    if (access(s.reference_path.c_str(), R_OK) != 0) {
+      throw UsageError("cord eval --reference: " + s.reference_path + " does not exist");
+    }
+    s.reference = model::Lalm(config.model, session.groups.tp);
+    const ckpt::WeightsHeader header = ckpt::load_weights(s.reference_path, s.reference);
+    ckpt::check_same_vocab(header, eval::ModelVocabulary(config.model, s.corpus->tokenizer()).fingerprint(), s.data);
+    s.reference->to(torch::Device(session.device));
+  }
   if (session.world.rank() == 0) make_directories(s.out);
   return s;
+}
+
+// KL(reference || model) of the text branch, as eval.json's "text_kl_from_reference" and
+// a Markdown paragraph.
+std::pair<json, std::string> text_divergence_report(const distill::TextDivergence& kl, const std::string& reference) {
+  json families = json::object();
+  std::string table = "\nKL(reference || these weights) of the text branch on the corpus solutions (nats/token), "
+                      "reference " + reference + ":\n\n| family | solution tokens | KL |\n|---|---:|---:|\n";
+  char row[160];
+  for (int f = 0; f < data::kFamilyCount; ++f) {
+    const auto family = static_cast<data::Family>(f);
+    if (kl.tokens[static_cast<size_t>(f)] == 0) continue;
+    families[data::family_name(family)] = {{"kl", kl.family_mean(family)}, {"tokens", kl.tokens[static_cast<size_t>(f)]}};
+    std::snprintf(row, sizeof row, "| %s | %lld | %.5f |\n", data::family_name(family),
+                  static_cast<long long>(kl.tokens[static_cast<size_t>(f)]), kl.family_mean(family));
+    table += row;
+  }
+  std::snprintf(row, sizeof row, "| **average** | | **%.5f** |\n", kl.mean());
+  table += row;
+  return {json{{"reference", reference}, {"families", families}, {"average", kl.mean()}}, table};
 }
 
 int run(const Session& session, const po::variables_map& options) {
@@ -130,6 +172,14 @@ int run(const Session& session, const po::variables_map& options) {
   const double tokens_per_s = static_cast<double>(tokens.item<int64_t>()) / outcome.seconds;
   CORD_LOG(kInfo) << "eval: " << tokens.item<int64_t>() << " tokens decoded in " << outcome.seconds << " s ("
                   << static_cast<int64_t>(tokens_per_s) << " tok/s)";
+  std::optional<distill::TextDivergence> divergence;
+  if (!s.reference_path.empty()) {
+    divergence = run_agreed(session.world, [&] {
+      return distill::text_branch_kl(s.model, s.reference, *s.corpus, eval_options, session.groups);
+    });
+    CORD_LOG(kInfo) << "eval: KL(" << s.reference_path << " || " << s.ckpt << ") of the text branch "
+                    << divergence->mean() << " nats/token";
+  }
   json comparison;  // every rank compares (the scores are global), so a mismatch fails on all of them
   if (!s.baseline_path.empty()) {
     comparison = run_agreed(session.world, [&] {
@@ -153,6 +203,11 @@ int run(const Session& session, const po::variables_map& options) {
       report["baseline"] = comparison;
       table += "\nAgainst the baseline " + s.baseline_path + " (gap = baseline text accuracy - audio accuracy; " +
                "gap reduction = 1 - gap / baseline gap):\n\n" + eval::comparison_markdown(comparison);
+    }
+    if (divergence) {
+      auto [kl_json, kl_table] = text_divergence_report(*divergence, s.reference_path);
+      report["text_kl_from_reference"] = kl_json;
+      table += kl_table;
     }
     write_file_atomically(s.out + "/eval.json", report.dump(2) + "\n");
     write_file_atomically(s.out + "/eval.md", "# cord eval: " + s.ckpt + " on " + s.data + " (" +

@@ -80,6 +80,10 @@ std::vector<Field> config_fields(Config& config) {
        "weights to start from; empty = fresh (text), RUN_DIR/text/model.h5 (align), RUN_DIR/align/model.h5 (distill)",
        &config.train.init},
       {"train.seed", "seed of the data order and the task draws", &config.train.seed},
+      {"train.families",
+       "comma list of the families the training split is drawn from (arithmetic, multiple_choice, ordering); "
+       "empty = every family; validation and eval keep every family",
+       &config.train.families},
       {"train.micro_batch",
        "items (distill: prompts) per forward/backward per dp rank; 0 = whole local batch (no accumulation)",
        &config.train.micro_batch, between(0, 1e9)},
@@ -146,6 +150,18 @@ std::vector<Field> config_fields(Config& config) {
        &config.cord.decoder_lr_scale},
       {"cord.ppo_inner_steps", "optimizer steps per batch of rollouts; > 1 clips the sequence ratio (PPO)",
        &config.cord.ppo_inner_steps, between(1, 64)},
+      {"cord.top_k_fraction",
+       "> 0: weight alpha on the ceil(fraction x length) highest-divergence positions of each rollout instead of "
+       "cord.top_k (the paper's 20 of ~200 tokens is 0.1); 0 = cord.top_k",
+       &config.cord.top_k_fraction, between(0, 1)},
+      {"cord.token_rollouts",
+       "single (the paper: one audio rollout per prompt for the token loss) | group (the token loss reads the N GRPO "
+       "rollouts; cord and cord-unweighted only)",
+       choice_ref(&config.cord.token_rollouts)},
+      {"cord.fkl_mixture",
+       "lambda in [0, 1): (1 - lambda) x the reverse-KL token loss + lambda x forward KL on the teacher's text "
+       "references (GKD-style); cord, cord-unweighted and opd only; 0 = off",
+       &config.cord.fkl_mixture, between(0, 0.999999)},
       {"cord.ppo_clip", "PPO ratio clip epsilon (ppo_inner_steps > 1)", &config.cord.ppo_clip, between(0, 10)},
       {"ckpt.dir", "checkpoint folder; empty = RUN_DIR/STAGE/checkpoints", &config.ckpt.dir},
       {"ckpt.resume", "none | auto (newest committed checkpoint that verifies) | PATH (also --resume)",
@@ -264,6 +280,15 @@ void validate_cord(const CordConfig& c) {
     if (group != "encoder" && group != "projector" && group != "decoder") {
       throw UsageError("cord.trainable: '" + group + "' is not one of encoder, projector, decoder");
     }
+  }
+  const bool grpo_and_kl = c.method == Method::kCord || c.method == Method::kCordUnweighted;
+  if (c.token_rollouts == TokenRollouts::kGroup && !grpo_and_kl) {
+    throw UsageError("cord.token_rollouts=group needs a method with both GRPO rollouts and a reverse-KL token loss "
+                     "(cord, cord-unweighted), not cord.method=" + name_of(c.method));
+  }
+  if (c.fkl_mixture > 0 && !grpo_and_kl && c.method != Method::kOpd) {
+    throw UsageError("cord.fkl_mixture mixes into a reverse-KL token loss (cord, cord-unweighted, opd), not cord.method=" +
+                     name_of(c.method));
   }
   if (!(c.decoder_lr_scale > 0 && c.decoder_lr_scale <= 100)) {
     throw UsageError("cord.decoder_lr_scale=" + std::to_string(c.decoder_lr_scale) +

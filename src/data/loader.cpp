@@ -27,11 +27,18 @@ CorpusLoader::CorpusLoader(const CorpusReader& corpus, const LoaderOptions& opti
     throw UsageError("loader: global batch " + std::to_string(options.global_batch) + " is not divisible by dp " +
                      std::to_string(options.dp_size));
   }
+  const auto wanted = [&](Family family) {
+    return options.families.empty() ||
+           std::find(options.families.begin(), options.families.end(), family) != options.families.end();
+  };
   for (std::int64_t i = 0; i < corpus.size(); ++i) {
-    if (corpus.split(i) == options.split) split_rows_.push_back(i);
+    if (corpus.split(i) == options.split && wanted(corpus.family(i))) split_rows_.push_back(i);
   }
   if (static_cast<std::int64_t>(split_rows_.size()) < options.global_batch) {
-    throw UsageError("loader: split " + std::string(split_name(options.split)) + " of " + corpus.path() + " has " +
+    std::string families;
+    for (const Family family : options.families) families += (families.empty() ? "" : ",") + std::string(family_name(family));
+    throw UsageError("loader: split " + std::string(split_name(options.split)) + " of " + corpus.path() +
+                     (families.empty() ? "" : " restricted to families " + families) + " has " +
                      std::to_string(split_rows_.size()) + " items, fewer than one global batch of " +
                      std::to_string(options.global_batch));
   }

@@ -1,5 +1,7 @@
 #include "cord/distill/losses.hpp"
 
+#include <cmath>
+
 #include "cord/core/error.hpp"
 #include "cord/model/tensor_parallel.hpp"
 
@@ -30,9 +32,10 @@ at::Tensor forward_kl(const at::Tensor& student_logits, const at::Tensor& teache
 }
 
 at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, double alpha, double beta,
-                        int64_t top_k) {
+                        int64_t top_k, double top_k_fraction) {
   CORD_CHECK(divergence.dim() == 2 && divergence.sizes() == mask.sizes(), "divergence and mask must be [B, T]");
   CORD_CHECK(top_k >= 0, "top_k must be >= 0");
+  CORD_CHECK(top_k_fraction >= 0 && top_k_fraction <= 1, "top_k_fraction must be in [0, 1]");
   torch::NoGradGuard no_grad;
   const at::Tensor d = divergence.detach().to(torch::kCPU, torch::kDouble).contiguous();
   const at::Tensor m = mask.to(torch::kCPU, torch::kBool).contiguous();
@@ -50,7 +53,9 @@ at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, do
     for (int64_t t = 0; t < length; ++t) order[static_cast<size_t>(t)] = t;
     std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return d_a[b][x] > d_a[b][y]; });
     std::vector<double> kl_weight(static_cast<size_t>(length), 1.0);
-    for (int64_t i = 0; i < std::min(top_k, length); ++i) kl_weight[static_cast<size_t>(order[static_cast<size_t>(i)])] = alpha;
+    const int64_t k =
+        top_k_fraction > 0 ? static_cast<int64_t>(std::ceil(top_k_fraction * static_cast<double>(length))) : top_k;
+    for (int64_t i = 0; i < std::min(k, length); ++i) kl_weight[static_cast<size_t>(order[static_cast<size_t>(i)])] = alpha;
     for (int64_t t = 0; t < length; ++t) {
       const double position = length == 1 ? beta : beta - (beta - 1.0) * static_cast<double>(t) / static_cast<double>(length - 1);
       w_a[b][t] = static_cast<float>(kl_weight[static_cast<size_t>(t)] * position);
@@ -77,7 +82,7 @@ at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Agg
 
 TokenTerms token_terms(TokenLoss kind, const at::Tensor& student_logits, const at::Tensor& teacher_logits,
                        const at::Tensor& targets, const at::Tensor& mask, double alpha, double beta, int64_t top_k,
-                       const comm::ProcessGroup& tp_group) {
+                       const comm::ProcessGroup& tp_group, double top_k_fraction) {
   TokenTerms out;
   switch (kind) {
     case TokenLoss::kCrossEntropy:
@@ -85,7 +90,7 @@ TokenTerms token_terms(TokenLoss kind, const at::Tensor& student_logits, const a
       return out;
     case TokenLoss::kReverseKl:
       out.divergence = reverse_kl(student_logits, teacher_logits, tp_group);
-      out.per_position = cord_weights(out.divergence, mask, alpha, beta, top_k).to(out.divergence.scalar_type()) *
+      out.per_position = cord_weights(out.divergence, mask, alpha, beta, top_k, top_k_fraction).to(out.divergence.scalar_type()) *
                          out.divergence;
       return out;
     case TokenLoss::kForwardKl:

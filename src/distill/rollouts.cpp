@@ -30,6 +30,12 @@ MethodPlan plan_for(const CordConfig& cord) {
   }
   plan.grpo = cord.method == Method::kCord || cord.method == Method::kCordUnweighted || cord.method == Method::kGrpo;
   plan.group_size = plan.grpo ? cord.group_size : 0;
+  plan.token_on_group = cord.token_rollouts == TokenRollouts::kGroup;
+  plan.fkl_mixture = cord.fkl_mixture;
+  CORD_CHECK(!plan.token_on_group || (plan.grpo && plan.token_loss == TokenLoss::kReverseKl),
+             "cord.token_rollouts=group needs GRPO rollouts and a reverse-KL token loss");
+  CORD_CHECK(plan.fkl_mixture == 0 || plan.token_loss == TokenLoss::kReverseKl,
+             "cord.fkl_mixture needs a reverse-KL token loss");
   return plan;
 }
 
@@ -110,9 +116,9 @@ Rollouts generate_rollouts(model::Lalm& model, model::Lalm& teacher, const data:
     order.push_back({kind, by_teacher});
   };
   for (int64_t p = 0; p < prompts; ++p) {
-    if (plan.token_loss != TokenLoss::kNone) add(p, plan.token_input, cord.token_temperature, Kind::kToken);
+    if (plan.token_rollout()) add(p, plan.token_input, cord.token_temperature, Kind::kToken);
     for (int64_t i = 0; i < plan.group_size; ++i) add(p, eval::Input::kAudio, cord.group_temperature, Kind::kGroup);
-    if (plan.grpo) add(p, eval::Input::kText, cord.reference_temperature, Kind::kReference);
+    if (plan.references()) add(p, eval::Input::kText, cord.reference_temperature, Kind::kReference);
   }
 
   Decoded by_student = decode(model, student_rows, frames, frame_lengths, cord, generator, 0);

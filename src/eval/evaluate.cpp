@@ -13,25 +13,6 @@
 namespace cord::eval {
 namespace {
 
-// This dp rank's rows: every dp_size-th item of the split, longest audio first.
-std::vector<int64_t> my_rows(const data::CorpusReader& corpus, const EvalOptions& options, int dp_rank, int dp_size) {
-  std::vector<int64_t> split_rows;
-  for (int64_t row = 0; row < corpus.size(); ++row) {
-    if (corpus.split(row) != options.split) continue;
-    if (options.max_items > 0 && static_cast<int64_t>(split_rows.size()) >= options.max_items) break;
-    split_rows.push_back(row);
-  }
-  if (split_rows.empty()) {
-    throw UsageError("corpus " + corpus.path() + " has no items in split '" + data::split_name(options.split) + "'");
-  }
-  std::vector<int64_t> mine;
-  for (size_t i = static_cast<size_t>(dp_rank); i < split_rows.size(); i += static_cast<size_t>(dp_size)) {
-    mine.push_back(split_rows[i]);
-  }
-  std::stable_sort(mine.begin(), mine.end(),
-                   [&](int64_t a, int64_t b) { return corpus.frames(a) > corpus.frames(b); });
-  return mine;
-}
 
 model::TokenRows greedy(model::Lalm& model, const data::Batch& batch, Input input, Task task,
                         const EvalOptions& options, int64_t& generated) {
@@ -53,11 +34,30 @@ std::string decoded(const ModelVocabulary& vocabulary, const std::vector<int64_t
 
 }  // namespace
 
+std::vector<int64_t> rank_rows(const data::CorpusReader& corpus, const EvalOptions& options, int dp_rank, int dp_size) {
+  std::vector<int64_t> split_rows;
+  for (int64_t row = 0; row < corpus.size(); ++row) {
+    if (corpus.split(row) != options.split) continue;
+    if (options.max_items > 0 && static_cast<int64_t>(split_rows.size()) >= options.max_items) break;
+    split_rows.push_back(row);
+  }
+  if (split_rows.empty()) {
+    throw UsageError("corpus " + corpus.path() + " has no items in split '" + data::split_name(options.split) + "'");
+  }
+  std::vector<int64_t> mine;
+  for (size_t i = static_cast<size_t>(dp_rank); i < split_rows.size(); i += static_cast<size_t>(dp_size)) {
+    mine.push_back(split_rows[i]);
+  }
+  std::stable_sort(mine.begin(), mine.end(),
+                   [&](int64_t a, int64_t b) { return corpus.frames(a) > corpus.frames(b); });
+  return mine;
+}
+
 EvalOutcome evaluate(model::Lalm& model, const data::CorpusReader& corpus, const EvalOptions& options,
                      const comm::ProcessGroups& groups) {
   const auto start = std::chrono::steady_clock::now();
   const ModelVocabulary vocabulary(model->config(), corpus.tokenizer());
-  const std::vector<int64_t> rows = my_rows(corpus, options, groups.dp.rank(), groups.dp.size());
+  const std::vector<int64_t> rows = rank_rows(corpus, options, groups.dp.rank(), groups.dp.size());
   model->eval();
   torch::NoGradGuard no_grad;
 
@@ -87,9 +87,13 @@ EvalOutcome evaluate(model::Lalm& model, const data::CorpusReader& corpus, const
                           {"answer", batch.answers[b]}};
       auto judge = [&](const model::TokenRows& responses, int64_t& correct, int64_t& unparsed, const char* key) {
         const std::optional<std::string> answer = extract_answer(vocabulary, responses[b]);
+        const bool right = answer && *answer == batch.answers[b];
         if (!answer) ++unparsed;
-        if (answer && *answer == batch.answers[b]) ++correct;
-        if (options.predictions) line[key] = decoded(vocabulary, responses[b]);
+        if (right) ++correct;
+        if (options.predictions) {
+          line[key] = decoded(vocabulary, responses[b]);
+          line[std::string(key) + "_correct"] = right;  // per item, for paired bootstraps over items
+        }
       };
       if (options.text) judge(text, score.text_correct, score.text_unparsed, "text");
       if (options.audio) judge(audio, score.audio_correct, score.audio_unparsed, "audio");

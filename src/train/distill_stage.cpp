@@ -33,12 +33,21 @@ at::Tensor float32(const at::Tensor& t) { return at::isReducedFloatingType(t.sca
 
 int64_t sum_of(const std::vector<int64_t>& values) { return std::accumulate(values.begin(), values.end(), int64_t{0}); }
 
-// The student's pass over one micro-batch: rows [token rollouts][group rollouts] of its
-// prompts, each behind its audio prompt.
+// Rows [begin, begin + count) of a student pass.
+struct RowRange {
+  int64_t begin = 0, count = 0;
+};
+
+// The student's pass over one micro-batch: rows [token rollouts][group rollouts][text
+// references] of its prompts (each part present when the plan needs it), each behind its
+// audio prompt.
 struct StudentPass {
   model::TokenRows responses;  // [rows] the rollouts, in row order
   distill::ResponseLogits logits;
-  int64_t token_rows = 0;      // the first token_rows rows are the token rollouts
+  RowRange token;      // what the token loss reads: the token rollouts, or the group's rows
+  RowRange group;      // the N GRPO rollouts of each prompt, prompt-major
+  RowRange reference;  // the teacher's text references (cord.fkl_mixture > 0), one per prompt
+  int64_t rollouts_per_prompt = 1;  // token rows per prompt: N when the token loss reads the group
   double positions = 0, context = 0;
 };
 
@@ -66,8 +75,11 @@ class DistillStage final : public Stage {
   bool learns(const std::string& group) const;
   ckpt::WeightsHeader load_init(model::Lalm& model);
   at::Tensor rewards(const data::Batch& batch) const;
+  double token_mean_scale(const model::TokenRows& rows) const;
   StudentPass student_pass(const MicroBatch& micro);
   at::Tensor token_term(const MicroBatch& micro, const StudentPass& student, StepTimer& timer, StepStats& stats);
+  at::Tensor divergence_term(TokenLoss kind, const MicroBatch& micro, const StudentPass& student, RowRange rows,
+                             int64_t per_prompt, double scale_per_token, StepTimer& timer, StepStats& stats);
   at::Tensor sequence_term(const MicroBatch& micro, const StudentPass& student);
   double forward_flops(double positions, double context) const;
 
@@ -77,10 +89,11 @@ class DistillStage final : public Stage {
     std::unique_ptr<distill::Judge> judge_;
   std::vector<std::string> trainable_;
   model::Lalm frozen_teacher_{nullptr};  // cord.teacher = initial; empty: the current weights teach
-  // The current step's rollouts, advantages [P_local, N] and token_mean scale.
+  // The current step's rollouts, advantages [P_local, N] and the token_mean scales of the
+  // token loss's rows and of the references' (cord.fkl_mixture).
   distill::Rollouts rollouts_;
   at::Tensor advantages_;
-  double token_scale_per_token_ = 0;
+  double token_scale_per_token_ = 0, reference_scale_per_token_ = 0;
   // PPO: the rollout-time sequence log-probabilities [P_local, N] (undefined on the first
   // pass, whose ratio is 1), and the current pass's, written on the first pass.
   at::Tensor old_log_probs_, log_probs_;
@@ -124,8 +137,14 @@ ckpt::WeightsHeader DistillStage::load_init(model::Lalm& model) {
 
 std::string DistillStage::describe() const {
   const CordConfig& cc = c_.config.cord;
-  return "method " + name_of(cc.method) + (plan_.grpo ? ", N = " + std::to_string(plan_.group_size) + " GRPO rollouts" : "") +
-         ", teacher " + name_of(cc.teacher);
+  std::ostringstream text;
+  text << "method " << name_of(cc.method);
+  if (plan_.grpo) text << ", N = " << plan_.group_size << " GRPO rollouts";
+  text << ", teacher " << name_of(cc.teacher);
+  if (cc.top_k_fraction > 0 && plan_.alpha != 1.0) text << ", alpha on " << cc.top_k_fraction << " of each rollout's positions";
+  if (plan_.token_on_group) text << ", the token loss on the N group rollouts";
+  if (plan_.fkl_mixture > 0) text << ", forward-KL mixture lambda = " << plan_.fkl_mixture << " on the text references";
+  return text.str();
 }
 
 void DistillStage::configure_optimizer(AdamW& optimizer) {
@@ -155,6 +174,20 @@ at::Tensor DistillStage::rewards(const data::Batch& batch) const {
   return out;
 }
 
+// token_mean: the global batch's tokens of `rows`, the denominator of every micro-batch. A
+// micro-batch's token_mean aggregate is a mean over its own tokens: scaled by its token
+// count times the returned factor, the dp average is the mean over the global batch's
+// tokens. 0 for the other aggregations or no rows.
+double DistillStage::token_mean_scale(const model::TokenRows& rows) const {
+  if (c_.config.cord.aggregation != distill::Aggregation::kTokenMean || rows.empty()) return 0;
+  const comm::ProcessGroup& dp = c_.groups.dp;
+  double local_tokens = 0;
+  for (const auto& r : rows) local_tokens += static_cast<double>(r.size());
+  at::Tensor count = torch::tensor({local_tokens}, torch::kDouble);
+  if (dp.size() > 1) comm::all_reduce(dp, count, comm::ReduceOp::kSum);
+  return static_cast<double>(dp.size()) / count.item<double>();
+}
+
 StepStats DistillStage::prepare_step(int64_t step, const data::Batch& batch, StepTimer& timer) {
   const CordConfig& cc = c_.config.cord;
   const comm::ProcessGroup& dp = c_.groups.dp;
@@ -178,17 +211,8 @@ StepStats DistillStage::prepare_step(int64_t step, const data::Batch& batch, Ste
   stats.rollouts = static_cast<double>(rollouts_.token.size() + rollouts_.group.size() + rollouts_.reference.size());
   // Decoding costs about one forward per generated token (the prompts' prefill left out).
   stats.flops = forward_flops(stats.rollout_tokens, static_cast<double>(rollouts_.max_new_tokens));
-  // token_mean: the global batch's token-rollout tokens, the denominator of every micro-batch.
-  token_scale_per_token_ = 0;
-  if (c_.config.cord.aggregation == distill::Aggregation::kTokenMean && !rollouts_.token.empty()) {
-    double local_tokens = 0;
-    for (const auto& r : rollouts_.token) local_tokens += static_cast<double>(r.size());
-    at::Tensor count = torch::tensor({local_tokens}, torch::kDouble);
-    if (dp.size() > 1) comm::all_reduce(dp, count, comm::ReduceOp::kSum);
-    // A micro-batch's token_mean aggregate is a mean over its own tokens: scaled by its
-    // token count times this, the dp average is the mean over the global batch's tokens.
-    token_scale_per_token_ = static_cast<double>(dp.size()) / count.item<double>();
-  }
+  token_scale_per_token_ = token_mean_scale(plan_.token_on_group ? rollouts_.group : rollouts_.token);
+  reference_scale_per_token_ = plan_.fkl_mixture > 0 ? token_mean_scale(rollouts_.reference) : 0;
   old_log_probs_ = at::Tensor();
   return stats;
 }
@@ -216,12 +240,21 @@ StudentPass DistillStage::student_pass(const MicroBatch& micro) {
     specs.push_back(std::move(spec));
     pass.responses.push_back(response);
   };
-  const bool has_token = plan_.token_loss != TokenLoss::kNone;
-  for (int64_t p = micro.begin; p < micro.end && has_token; ++p) add(p, rollouts_.token[static_cast<size_t>(p)]);
+  const int64_t chunk = micro.end - micro.begin;
+  for (int64_t p = micro.begin; p < micro.end && plan_.token_rollout(); ++p) add(p, rollouts_.token[static_cast<size_t>(p)]);
+  pass.token = {0, plan_.token_rollout() ? chunk : 0};
   for (int64_t p = micro.begin; p < micro.end; ++p) {
     for (int64_t i = 0; i < n; ++i) add(p, rollouts_.group[static_cast<size_t>(p * n + i)]);
   }
-  pass.token_rows = has_token ? micro.end - micro.begin : 0;
+  pass.group = {pass.token.count, chunk * n};
+  if (plan_.token_on_group) {
+    pass.token = pass.group;
+    pass.rollouts_per_prompt = n;
+  }
+  for (int64_t p = micro.begin; p < micro.end && plan_.fkl_mixture > 0; ++p) {
+    add(p, rollouts_.reference[static_cast<size_t>(p)]);
+  }
+  pass.reference = {pass.group.begin + pass.group.count, plan_.fkl_mixture > 0 ? chunk : 0};
   const at::Device device = c_.torch_device();
   const auto [frames, frame_lengths] =
       c_.model->encode_audio(micro.part.features.to(device), micro.part.feature_lengths.to(device));
@@ -235,49 +268,66 @@ StudentPass DistillStage::student_pass(const MicroBatch& micro) {
   return pass;
 }
 
-// The token-level term of the micro-batch (scaled), from the token rollouts' rows.
+// The token-level term of the micro-batch (scaled): the method's loss on the token rows,
+// mixed with forward KL on the text references when cord.fkl_mixture > 0.
 at::Tensor DistillStage::token_term(const MicroBatch& micro, const StudentPass& student, StepTimer& timer,
                                     StepStats& stats) {
-  const int64_t rows = student.token_rows;
-  const at::Tensor s_logits = student.logits.logits.narrow(0, 0, rows);
-  const at::Tensor mask = student.logits.mask.narrow(0, 0, rows);
-  const model::TokenRows token_responses(student.responses.begin(), student.responses.begin() + rows);
+  const at::Tensor term = divergence_term(plan_.token_loss, micro, student, student.token, student.rollouts_per_prompt,
+                                          token_scale_per_token_, timer, stats);
+  if (plan_.fkl_mixture == 0) return term;
+  StepStats unlogged;  // the divergence logged is the token rows' reverse KL
+  const at::Tensor mixed = divergence_term(TokenLoss::kForwardKl, micro, student, student.reference, 1,
+                                           reference_scale_per_token_, timer, unlogged);
+  stats.flops += unlogged.flops;
+  return (1.0 - plan_.fkl_mixture) * term + plan_.fkl_mixture * mixed;
+}
+
+// One token-level loss of `kind` on rows `rows` of the student pass (per_prompt rows per
+// prompt, prompt-major), aggregated and scaled to the micro-batch's share of the step.
+at::Tensor DistillStage::divergence_term(TokenLoss kind, const MicroBatch& micro, const StudentPass& student,
+                                         RowRange rows, int64_t per_prompt, double scale_per_token, StepTimer& timer,
+                                         StepStats& stats) {
+  const at::Tensor s_logits = student.logits.logits.narrow(0, rows.begin, rows.count);
+  const at::Tensor mask = student.logits.mask.narrow(0, rows.begin, rows.count);
+  const model::TokenRows responses(student.responses.begin() + rows.begin,
+                                   student.responses.begin() + rows.begin + rows.count);
   at::Tensor t_logits;
-  if (plan_.token_loss != TokenLoss::kCrossEntropy) {
+  if (kind != TokenLoss::kCrossEntropy) {
     // The teacher reads the text question and the same rollout; it never gets a gradient.
     const StepTimer::Scope timed = timer.time(Phase::kTeacher);
-    const model::TokenRows questions = eval::token_rows(micro.part.question, micro.part.question_mask);
-    t_logits = distill::teacher_response_logits(teacher(), questions, token_responses, s_logits.size(1));
+    const model::TokenRows prompts = eval::token_rows(micro.part.question, micro.part.question_mask);
+    model::TokenRows questions;
+    for (const auto& q : prompts) questions.insert(questions.end(), static_cast<size_t>(per_prompt), q);
+    t_logits = distill::teacher_response_logits(teacher(), questions, responses, s_logits.size(1));
     double teacher_positions = 0;
     for (size_t r = 0; r < questions.size(); ++r) {
-      teacher_positions += static_cast<double>(questions[r].size() + token_responses[r].size());
+      teacher_positions += static_cast<double>(questions[r].size() + responses[r].size());
     }
     stats.flops += forward_flops(teacher_positions, static_cast<double>(s_logits.size(1)));
   }
+  const CordConfig& cc = c_.config.cord;
   const distill::TokenTerms terms =
-      distill::token_terms(plan_.token_loss, s_logits, t_logits, student.logits.targets.narrow(0, 0, rows), mask,
-                           plan_.alpha, plan_.beta, c_.config.cord.top_k, c_.groups.tp);
+      distill::token_terms(kind, s_logits, t_logits, student.logits.targets.narrow(0, rows.begin, rows.count), mask,
+                           plan_.alpha, plan_.beta, cc.top_k, c_.groups.tp, cc.top_k_fraction);
   if (terms.divergence.defined()) {
     stats.divergence_sum += (terms.divergence.detach() * mask.to(terms.divergence.scalar_type())).sum().item<double>();
     stats.divergence_tokens += mask.sum().item<double>();
   }
   // token_mean: a mean over the global batch's tokens; sum / sequence_mean: over its rollouts.
   const double prompt_share = static_cast<double>(micro.end - micro.begin) / static_cast<double>(micro.local_batch);
-  const double scale = c_.config.cord.aggregation == distill::Aggregation::kTokenMean
-                           ? mask.sum().item<double>() * token_scale_per_token_
-                           : prompt_share;
-  const at::Tensor term = distill::aggregate(terms.per_position, mask, c_.config.cord.aggregation) * scale;
-  stats.token_loss += term.item<double>();
-  return term;
+  const double scale =
+      cc.aggregation == distill::Aggregation::kTokenMean ? mask.sum().item<double>() * scale_per_token : prompt_share;
+  return distill::aggregate(terms.per_position, mask, cc.aggregation) * scale;
 }
 
 // The GRPO term of the micro-batch (scaled), from the group rollouts' rows.
 at::Tensor DistillStage::sequence_term(const MicroBatch& micro, const StudentPass& student) {
   const CordConfig& cc = c_.config.cord;
-  const int64_t chunk = micro.end - micro.begin, n = plan_.group_size, rows = chunk * n;
-  const at::Tensor g_logits = student.logits.logits.narrow(0, student.token_rows, rows);
-  const at::Tensor targets = student.logits.targets.narrow(0, student.token_rows, rows);
-  const at::Tensor mask = student.logits.mask.narrow(0, student.token_rows, rows);
+  const int64_t chunk = micro.end - micro.begin, n = plan_.group_size;
+  const RowRange rows = student.group;
+  const at::Tensor g_logits = student.logits.logits.narrow(0, rows.begin, rows.count);
+  const at::Tensor targets = student.logits.targets.narrow(0, rows.begin, rows.count);
+  const at::Tensor mask = student.logits.mask.narrow(0, rows.begin, rows.count);
   const at::Tensor nll = model::vocab_parallel_cross_entropy(float32(g_logits), targets, c_.groups.tp);
   const at::Tensor sequence_log_probs = -(nll * mask.to(nll.scalar_type())).sum(1).view({chunk, n});  // [P_c, N]
   const at::Tensor a = advantages_.narrow(0, micro.begin, chunk).to(sequence_log_probs.device());
@@ -302,7 +352,9 @@ MicroBatchLoss DistillStage::forward(const MicroBatch& micro, StepTimer& timer) 
   out.stats.positions = student.positions;
   out.stats.flops = forward_flops(3.0 * student.positions, student.context);
   if (plan_.token_loss != TokenLoss::kNone) {
-    out.loss = out.loss + cc.token_loss_weight * token_term(micro, student, timer, out.stats);
+    const at::Tensor term = token_term(micro, student, timer, out.stats);
+    out.stats.token_loss += term.item<double>();
+    out.loss = out.loss + cc.token_loss_weight * term;
   }
   if (plan_.grpo) {
     const at::Tensor term = sequence_term(micro, student);

@@ -141,8 +141,15 @@ StageLoop::StageLoop(StageContext& context, Stage& stage, const std::string& com
   loader_options.global_batch = sc.global_batch;
   loader_options.seed = static_cast<uint64_t>(tc.seed);
   loader_options.bucket_window = stage.bucket_window();
+  for (const std::string& name : split_comma_list(tc.families)) {
+    loader_options.families.push_back(data::parse_family(name, "train.families"));
+  }
   s.loader = std::make_unique<data::CorpusLoader>(
       *context.corpus, data::shard_options(loader_options, s.groups.dims, s.groups.world.rank()));
+  if (!loader_options.families.empty()) {
+    CORD_LOG(kInfo) << "train " << name_of(tc.stage) << ": training items only from families " << tc.families << " ("
+                    << s.loader->batches_per_epoch() << " global batches per epoch)";
+  }
   s.checkpointer = std::make_unique<StageCheckpointer>(s.config, s.groups, s.run_dir, context.device,
                                                        context.vocabulary_fingerprint());
   s.resumed = s.checkpointer->resume(context.model, *s.optimizer, *s.loader);

@@ -673,18 +673,22 @@ def case_distill_determinism():
 
 
 def case_distill_layouts_np2():
-    """Micro-batches and tp = 2 give the losses of one pass on one rank (same rollouts)."""
+    """Micro-batches and tp = 2 give the losses of one pass on one rank (same rollouts), for
+    the paper's method and with the variants that add rows (the token loss on the group's
+    rollouts, the forward-KL mixture on the references)."""
     base = os.path.join(ARGS.work_dir, "distill-layouts")
-    sets = ["--set", "train.val_items=0", "--set", "cord.aggregation=token_mean"]
-    reference = distill(base + "-1", *sets, ranks=1)[1]
-    for name, extra, ranks in (("micro", ["--set", "train.micro_batch=1"], 1),
-                               ("tp2", ["--set", "parallel.tp=2"], 2)):
-        proc, records = distill(base + "-" + name, *sets, *extra, ranks=ranks)
-        expect(proc.returncode == 0, f"{name} runs", proc)
-        for a, b in zip(distill_trace(reference), distill_trace(records)):
-            expect(a[3:] == b[3:], f"{name}: same rollouts and rewards: {a} vs {b}")
-            expect(all(abs(x - y) <= 1e-4 * max(1.0, abs(x)) for x, y in zip(a[:3], b[:3])),
-                   f"{name}: same losses: {a} vs {b}")
+    for method, method_sets in (("paper", []), ("variants", ["--set", "cord.token_rollouts=group",
+                                                             "--set", "cord.fkl_mixture=0.4"])):
+        sets = ["--set", "train.val_items=0", "--set", "cord.aggregation=token_mean", *method_sets]
+        reference = distill(f"{base}-{method}-1", *sets, ranks=1)[1]
+        for name, extra, ranks in (("micro", ["--set", "train.micro_batch=1"], 1),
+                                   ("tp2", ["--set", "parallel.tp=2"], 2)):
+            proc, records = distill(f"{base}-{method}-{name}", *sets, *extra, ranks=ranks)
+            expect(proc.returncode == 0, f"{method} {name} runs", proc)
+            for a, b in zip(distill_trace(reference), distill_trace(records)):
+                expect(a[3:] == b[3:], f"{method} {name}: same rollouts and rewards: {a} vs {b}")
+                expect(all(abs(x - y) <= 1e-4 * max(1.0, abs(x)) for x, y in zip(a[:3], b[:3])),
+                       f"{method} {name}: same losses: {a} vs {b}")
 
 
 def case_distill_options():
@@ -697,12 +701,22 @@ def case_distill_options():
                        ("current-teacher", ["--set", "cord.teacher=current", "--set", "cord.aggregation=sequence_mean",
                                            "--set", "cord.decoder_lr_scale=0.25"]),
                        ("audio-only", ["--set", "cord.trainable=encoder,projector", "--set", "cord.aggregation=token_mean",
-                                       "--set", "cord.judge=ground_truth"])):
+                                       "--set", "cord.judge=ground_truth"]),
+                       ("variants", ["--set", "cord.top_k_fraction=0.1", "--set", "cord.token_rollouts=group",
+                                     "--set", "cord.fkl_mixture=0.3", "--set", "cord.aggregation=token_mean"]),
+                       ("opd-mixture", ["--set", "cord.method=opd", "--set", "cord.fkl_mixture=0.5"])):
         run_dir = os.path.join(ARGS.work_dir, "distill-" + name)
         proc, records = distill(run_dir, "--set", "train.val_items=0", *sets)
         expect(proc.returncode == 0, f"{name}: runs", proc)
         expect(("learn at 0.25x the learning rate" in proc.stderr) == (name == "current-teacher"),
                f"{name}: the decoder's learning-rate scale is logged where set", proc)
+        if name == "variants":
+            expect("alpha on 0.1 of each rollout's positions, the token loss on the N group rollouts, forward-KL "
+                   "mixture lambda = 0.3" in proc.stderr, "the variants are logged", proc)
+        if name in ("variants", "opd-mixture"):
+            steps = [r for r in records if r["type"] == "step"]
+            # group: N = 2 audio rollouts + 1 reference per prompt; opd: 1 audio + 1 reference.
+            expect(all(r["token_loss"] != 0 and r["divergence"] > 0 for r in steps), f"{name}: token loss {steps}")
         steps = [r for r in records if r["type"] == "step"]
         expect(len(steps) == 3 and all(math.isfinite(r["loss"]) for r in steps), f"{name}: finite losses {steps}")
         end = records[-1]
@@ -730,6 +744,14 @@ def case_distill_bad_input():
            "a zero decoder learning-rate scale", proc)
     proc, _ = distill(scratch, "--set", "cord.judge=llm")
     expect(proc.returncode == 2 and "cord.judge='llm'" in proc.stderr, "unknown judge", proc)
+    proc, _ = distill(scratch, "--set", "cord.method=sft", "--set", "cord.token_rollouts=group")
+    expect(proc.returncode == 2 and "cord.token_rollouts=group needs" in proc.stderr and "cord.method=sft" in proc.stderr,
+           "the group's rollouts for a method without them", proc)
+    proc, _ = distill(scratch, "--set", "cord.method=grpo", "--set", "cord.fkl_mixture=0.2")
+    expect(proc.returncode == 2 and "cord.fkl_mixture mixes into a reverse-KL token loss" in proc.stderr,
+           "a forward-KL mixture without a reverse-KL token loss", proc)
+    proc, _ = distill(scratch, "--set", "cord.top_k_fraction=1.5")
+    expect(proc.returncode == 2 and "cord.top_k_fraction" in proc.stderr, "a fraction above 1", proc)
 
 
 # --- one training loop for every stage: the same numbers as the loops it replaced ----------
@@ -1461,6 +1483,85 @@ def case_eval_layouts_np2():
     for name, sets in (("dp=2", []), ("tp=2", ["--set", "parallel.tp=2"])):
         other = eval_report(base + "-" + name, *sets, ranks=2)
         expect(other == reference, f"{name} scores equal one rank's:\n{other}\n{reference}")
+
+
+def text_kl(out, ckpt, *sets, ranks):
+    """eval of CKPT with --reference (the tiny base) -> its text_kl_from_reference."""
+    base = os.path.join(pipeline_dir(), "align", "model.h5")
+    proc = cord("eval", *fixture_sets(), "--ckpt", ckpt, "--reference", base, "--out", out, *sets, ranks=ranks)
+    expect(proc.returncode == 0, f"eval --reference of {ckpt} on {ranks} rank(s) {sets}", proc)
+    expect("KL(reference || these weights)" in proc.stdout, "the KL table is printed", proc)
+    return json.load(open(os.path.join(out, "eval.json")))["text_kl_from_reference"]
+
+
+def case_distill_transfer():
+    """The transfer protocol's two pieces: distilling on one family (train.families) and the
+    text branch's KL from the base (eval --reference): 0 for the base itself, positive after
+    training, the same on one rank and under tp = 2."""
+    run_dir = os.path.join(ARGS.work_dir, "distill-transfer")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    proc, records = distill(run_dir, "--set", "train.families=arithmetic", "--set", "cord.method=sft",
+                            "--set", "train.val_items=0", "--set", "train.distill.lr=1e-2", steps=4)
+    expect(proc.returncode == 0, "distill on arithmetic alone runs", proc)
+    expect("training items only from families arithmetic" in proc.stderr, "the restriction is logged", proc)
+    proc, _ = distill(run_dir + "-bad", "--set", "train.families=arithmetic,poetry")
+    expect(proc.returncode == 2 and "train.families: unknown family 'poetry'" in proc.stderr,
+           "an unknown family is named", proc)
+    base = os.path.join(pipeline_dir(), "align", "model.h5")
+    same = text_kl(os.path.join(run_dir, "kl-base"), base, ranks=1)
+    expect(same["average"] == 0 and all(f["kl"] == 0 for f in same["families"].values()),
+           f"the base against itself: KL 0 exactly: {same}")
+    expect(sorted(same["families"]) == ["arithmetic", "multiple_choice", "ordering"] and
+           all(f["tokens"] > 0 for f in same["families"].values()), f"every family's solutions counted: {same}")
+    tuned = os.path.join(run_dir, "distill", "model.h5")
+    one = text_kl(os.path.join(run_dir, "kl-1"), tuned, ranks=1)
+    expect(one["average"] > 0 and all(f["kl"] > 0 for f in one["families"].values()), f"trained: KL > 0: {one}")
+    for name, sets in (("dp2", []), ("tp2", ["--set", "parallel.tp=2"])):
+        other = text_kl(os.path.join(run_dir, "kl-" + name), tuned, *sets, ranks=2)
+        expect(abs(other["average"] - one["average"]) <= 1e-5 * one["average"] and
+               all(other["families"][f]["tokens"] == one["families"][f]["tokens"] for f in one["families"]),
+               f"{name}: the KL of one rank: {other} vs {one}")
+    proc = cord("eval", *fixture_sets(), "--ckpt", tuned, "--reference", run_dir + "/none.h5",
+                "--out", os.path.join(run_dir, "kl-missing"))
+    expect(proc.returncode == 2 and f"cord eval --reference: {run_dir}/none.h5 does not exist" in proc.stderr,
+           "a missing reference is named", proc)
+
+
+def case_protocol_tiny():
+    """bench/run_protocol.sh on the tiny base: split across two calls (CORD_MAX_CELLS), the
+    second continues where the first stopped; every cell is evaluated against the base with
+    the text branch's KL, and the summary counts every planned cell."""
+    work = os.path.join(ARGS.work_dir, "protocol")
+    subprocess.run(["rm", "-rf", work], check=True)
+    env = dict(os.environ, CORD_PROTOCOL_CONFIG=tiny_job(), CORD_REGIMES="transfer in_domain", CORD_BUDGETS="2 4",
+               CORD_SEEDS="1 2", CORD_METHODS="cord sft", CORD_SEEDED_METHODS="cord",
+               CORD_RESULTS_DIR=os.path.join(work, "results"), CORD_BUILD_DIR=os.path.dirname(ARGS.cord),
+               CORD_PYTHON=sys.executable)
+    script = os.path.join(ARGS.source_dir, "bench", "run_protocol.sh")
+    runs = os.path.join(work, "runs")
+    first = run([script, pipeline_dir(), runs], timeout=240, env=dict(env, CORD_MAX_CELLS="2"))
+    expect(first.returncode == 0 and "stopping after 2 cell(s)" in first.stderr, "the first call stops after 2 cells", first)
+    done = [c for c in ("transfer-2/cord-s1", "transfer-2/sft-s1", "transfer-2/cord-s2")
+            if os.path.exists(os.path.join(runs, c, "eval", "eval.json"))]
+    expect(done == ["transfer-2/cord-s1", "transfer-2/sft-s1"], f"the plan's first two cells, in order: {done}")
+    second = run([script, pipeline_dir(), runs], timeout=240, env=env)
+    expect(second.returncode == 0, "the second call finishes the plan", second)
+    expect("1/10 transfer-2/cord-s1: done" in second.stderr and "3/10 transfer-2/cord-s2: transfer" in second.stderr,
+           "finished cells are kept, the next one trains", second)
+    result = json.load(open(os.path.join(work, "results", "protocol.json")))
+    expect(result["cells_done"] == result["cells_planned"] == 10, f"10 cells: {result['cells_done']}")
+    for cell in ("transfer-2/cord-s1", "in_domain-4/sft-s1"):
+        report = json.load(open(os.path.join(runs, cell, "eval", "eval.json")))
+        expect(report["text_kl_from_reference"]["average"] >= 0, f"{cell}: the text branch's KL from the base")
+        with open(os.path.join(runs, cell, "wall.tsv")) as f:
+            expect(len(f.read().split("\n")) == 2, f"{cell}: one training segment")
+        log = open(os.path.join(runs, cell, "cell.log")).read()
+        expect(("training items only from families arithmetic" in log) == cell.startswith("transfer"),
+               f"{cell}: the family restriction iff transfer")
+    rows = {(r["regime"], r["steps"], r["label"]): r for r in result["rows"]}
+    expect(rows[("transfer", 2, "cord")]["seeds"] == [1, 2] and rows[("transfer", 4, "sft")]["seeds"] == [1],
+           f"seeds per row: {[(k, r['seeds']) for k, r in rows.items()]}")
+    expect(os.path.exists(os.path.join(work, "results", "protocol.png")), "the plot is written")
 
 
 def case_gpu_pipeline():

@@ -114,6 +114,24 @@ TEST(Weights, KAtLeastTAndSinglePositionAndUnweighted) {
   EXPECT_THROW(cord_weights(row({1, 2}), torch::tensor({false, true}, torch::kBool).unsqueeze(0), 2, 2, 1), Error);
 }
 
+TEST(Weights, AFractionOfEachRolloutReplacesTopK) {
+  // Two rollouts of 10 and 4 positions, fraction 0.25: K = ceil(2.5) = 3 and ceil(1.0) = 1,
+  // whatever top_k says.
+  at::Tensor d = torch::zeros({2, 10}, torch::kDouble);
+  for (int t = 0; t < 10; ++t) d[0][t] = static_cast<double>(t);      // top 3: t = 9, 8, 7
+  for (int t = 0; t < 4; ++t) d[1][t] = static_cast<double>(4 - t);   // top 1: t = 0
+  at::Tensor mask = torch::zeros({2, 10}, torch::kBool);
+  mask[0].fill_(true);
+  mask[1].narrow(0, 0, 4).fill_(true);
+  const at::Tensor w = cord_weights(d, mask, 2.0, 1.0, 20, 0.25);
+  EXPECT_EQ(w[0].eq(2.0f).sum().item<int64_t>(), 3);
+  for (const int t : {7, 8, 9}) EXPECT_FLOAT_EQ(w[0][t].item<float>(), 2.0f) << t;
+  EXPECT_EQ(w[1].eq(2.0f).sum().item<int64_t>(), 1);
+  EXPECT_FLOAT_EQ(w[1][0].item<float>(), 2.0f);
+  EXPECT_TRUE(torch::equal(cord_weights(d, mask, 2.0, 1.0, 3, 0), cord_weights(d, mask, 2.0, 1.0, 3)));
+  EXPECT_THROW(cord_weights(d, mask, 2.0, 1.0, 3, 1.5), Error);
+}
+
 TEST(Aggregate, SumTokenMeanAndSequenceMean) {
   const at::Tensor loss = torch::tensor({{1.0, 2.0, 3.0}, {4.0, 0.0, 0.0}});
   const at::Tensor mask = torch::tensor({{true, true, true}, {true, false, false}});

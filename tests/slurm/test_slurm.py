@@ -204,6 +204,42 @@ def case_table1_array(cluster):
     expect("slurm/submit_table1.sh" in md and f"array job {array}, assembly job {assemble}" in md, f"the command is recorded:\n{md[:600]}")
 
 
+def case_protocol_array(cluster):
+    """slurm/submit_protocol.sh: the plan frozen in RUNS/plan.tsv, one array task per cell,
+    then the summary (afterany); a resubmission runs nothing that is done."""
+    work = fresh_dir("protocol")
+    results = os.path.join(work, "results")
+    runs = os.path.join(work, "runs")
+    env = dict(cluster.env, **job_env(), CORD_PROTOCOL_CONFIG=os.path.join(ARGS.source_dir, "jobs", "pipeline_tiny.toml"),
+               CORD_REGIMES="transfer", CORD_BUDGETS="2", CORD_SEEDS="1 2", CORD_METHODS="cord sft",
+               CORD_SEEDED_METHODS="cord", CORD_RESULTS_DIR=results, CORD_PYTHON=sys.executable,
+               CORD_SBATCH_ARGS=f"--chdir={work}")
+    submit = [os.path.join(ARGS.source_dir, "slurm", "submit_protocol.sh"), ARGS.pipeline_dir, runs]
+    proc = subprocess.run(submit, capture_output=True, text=True, env=env, cwd=ARGS.source_dir, timeout=60)
+    expect(proc.returncode == 0, f"submit_protocol.sh exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    array, assemble = proc.stdout.strip().splitlines()[-1].split()
+    expect(len(read(os.path.join(runs, "plan.tsv")).splitlines()) == 3, "3 cells planned: cord s1, sft s1, cord s2")
+    waiting = cluster.scontrol_show(assemble)
+    expect(f"afterany:{array}" in waiting.get("Dependency", ""), f"the summary waits for the array: {waiting}")
+    array_states = cluster.wait_for(array, timeout=300)
+    logs = "".join(read(os.path.join(work, n)) for n in sorted(os.listdir(work)) if n.endswith(".out"))
+    expect(sorted(array_states.values()) == ["COMPLETED"] * 3, f"array tasks: {array_states}\n{logs[-4000:]}")
+    states = cluster.wait_for(assemble, timeout=180)
+    logs = "".join(read(os.path.join(work, n)) for n in sorted(os.listdir(work)) if n.endswith(".out"))
+    expect(states == {assemble: "COMPLETED"}, f"assembly job: {states}\n{logs[-4000:]}")
+    summary = json.load(open(os.path.join(results, "protocol.json")))
+    expect(summary["cells_done"] == summary["cells_planned"] == 3, f"every cell summarised: {summary['cells_done']}")
+    md = read(os.path.join(results, "protocol.md"))
+    expect(f"array job {array}, assembly job {assemble}" in md, f"the command is recorded:\n{md[:600]}")
+    # Resubmitted: every task finds its cell done and trains nothing.
+    proc = subprocess.run(submit, capture_output=True, text=True, env=env, cwd=ARGS.source_dir, timeout=60)
+    expect(proc.returncode == 0, f"resubmission exited {proc.returncode}:\n{proc.stderr}")
+    again = proc.stdout.strip().splitlines()[-1].split()[0]
+    expect(sorted(cluster.wait_for(again, timeout=120).values()) == ["COMPLETED"] * 3, "the rerun's tasks complete")
+    logs = "".join(read(os.path.join(work, n)) for n in sorted(os.listdir(work)) if n.endswith(".out") and again in n)
+    expect(logs.count("is already done") == 3 and "cord train" not in logs, f"nothing is trained again:\n{logs[-3000:]}")
+
+
 def case_scaling_array(cluster):
     """slurm/submit_scaling.sh: prepare -> one array task per rank layout -> assembly, each
     waiting for the last (afterok); a short variant (1 round of 3 steps) into a test folder."""

@@ -242,6 +242,32 @@ TEST_F(Loader, EpochsArePermutationsAndDiffer) {
   EXPECT_NE(loader.rows_of(0, 0), loader.rows_of(1, 0));
 }
 
+TEST_F(Loader, AFamilyRestrictionDrawsOnlyThoseFamilies) {
+  std::int64_t arithmetic = 0;
+  for (std::int64_t i = 0; i < corpus_->size(); ++i) arithmetic += corpus_->family(i) == Family::kArithmetic;
+  ASSERT_GE(arithmetic, 24);  // two global batches at least
+  LoaderOptions o = options(0, 1, 3);
+  o.families = {Family::kArithmetic};
+  const CorpusLoader loader(*corpus_, o);
+  EXPECT_EQ(loader.batches_per_epoch(), arithmetic / 12);
+  std::set<std::int64_t> seen;
+  for (std::int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+    for (const std::int64_t row : loader.rows_of(0, b)) {
+      EXPECT_EQ(corpus_->family(row), Family::kArithmetic) << "row " << row;
+      seen.insert(row);
+    }
+  }
+  EXPECT_EQ(static_cast<std::int64_t>(seen.size()), loader.batches_per_epoch() * 12);
+  // Fewer items than one global batch: the error names the restriction.
+  o.global_batch = 84;
+  try {
+    CorpusLoader too_small(*corpus_, o);
+    FAIL() << "a restriction smaller than one global batch was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("restricted to families arithmetic"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(Loader, BucketingGroupsSimilarLengths) {
   const CorpusLoader plain(*corpus_, options(0, 1, 0)), bucketed(*corpus_, options(0, 1, 7));
   auto spread = [&](const CorpusLoader& l) {

@@ -41,6 +41,8 @@ enum class Aggregation { kSum, kTokenMean, kSequenceMean };
 CORD_CHOICES(Aggregation, "sum"sv, "token_mean"sv, "sequence_mean"sv);
 enum class JudgeKind { kAgreement, kGroundTruth };
 CORD_CHOICES(JudgeKind, "agreement"sv, "ground_truth"sv);
+enum class TokenRollouts { kSingle, kGroup };
+CORD_CHOICES(TokenRollouts, "single"sv, "group"sv);
 enum class TeacherWeights { kInitial, kCurrent };
 CORD_CHOICES(TeacherWeights, "initial"sv, "current"sv);
 enum class SplitName { kTrain, kValidation, kTest };
@@ -148,6 +150,9 @@ struct TrainConfig {
   std::string run_dir = "runs/main";
   std::string init = "";
   std::int64_t seed = 1;
+  // The training split's families (comma list; "" = every family of the corpus): the
+  // transfer protocol distils on arithmetic alone and evaluates on every family.
+  std::string families = "";
   std::int64_t micro_batch = 0;
   double weight_decay = 0.1;
   double beta1 = 0.9;
@@ -199,6 +204,13 @@ struct CordConfig {
   double decoder_lr_scale = 1.0;
   std::int64_t ppo_inner_steps = 1;
   double ppo_clip = 0.2;
+  // Variants (ours), off by default (docs/method.md, "Variants"):
+  double top_k_fraction = 0;  // > 0: K = ceil(fraction * length) per rollout instead of top_k
+  // group: the token loss reads the N GRPO rollouts (no separate token rollout is decoded)
+  TokenRollouts token_rollouts = TokenRollouts::kSingle;
+  // lambda in [0, 1): token loss = (1 - lambda) reverse KL on the audio rollouts + lambda
+  // forward KL on the teacher's text references (GKD's mixture of on- and off-policy data)
+  double fkl_mixture = 0;
 };
 
 // [eval] `cord eval`: greedy decoding of one split with audio and with text input.

@@ -33,6 +33,7 @@ struct LoaderOptions {
   std::uint64_t seed = 1;         // shuffle seed
   bool shuffle = true;            // false: corpus order
   int bucket_window = 0;          // global batches per length-bucketing window; 0 = no bucketing
+  std::vector<Family> families;   // only items of these families; empty = every family
 };
 
 struct LoaderState {

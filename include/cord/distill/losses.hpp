@@ -7,7 +7,7 @@
 //   forward KL   F_t = sum_v q_t(v) (log q_t(v) - log s_t(v))
 //   weights      w_t = w^KL_t * w^pos_t, for t = 1..T over one rollout's valid positions:
 //                w^KL_t = alpha for the top_k positions with the largest D_t (ties broken
-//                by the earlier position), else 1; w^pos_t = beta - (beta - 1)(t - 1)/(T - 1)
+//                by the earlier position; or ceil(top_k_fraction * T) of them), else 1; w^pos_t = beta - (beta - 1)(t - 1)/(T - 1)
 //                (T = 1: beta). Constants: no gradient flows through them.
 //   GRPO         A_i = r_i - mean_j r_j over a prompt's N rollouts (optionally / std)
 //                L_seq = -(1/N) sum_i A_i log p(y_i | a)
@@ -27,8 +27,9 @@ at::Tensor forward_kl(const at::Tensor& student_logits, const at::Tensor& teache
 
 // divergence [B, T] (only read), mask [B, T] bool with each row's valid positions a
 // contiguous prefix -> weights [B, T] (0 on invalid positions), float32, no gradient.
+// top_k_fraction > 0 replaces top_k by ceil(top_k_fraction * T) for a rollout of T positions.
 at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, double alpha, double beta,
-                        int64_t top_k);
+                        int64_t top_k, double top_k_fraction = 0);
 
 // How a per-position loss [B, T] (masked) becomes a scalar (cord.aggregation):
 //   kSum           the paper: sum over positions, mean over rollouts
@@ -58,7 +59,7 @@ struct TokenTerms {
 };
 TokenTerms token_terms(TokenLoss kind, const at::Tensor& student_logits, const at::Tensor& teacher_logits,
                        const at::Tensor& targets, const at::Tensor& mask, double alpha, double beta, int64_t top_k,
-                       const comm::ProcessGroup& tp_group);
+                       const comm::ProcessGroup& tp_group, double top_k_fraction = 0);
 
 // sequence_log_probs [P, N] (differentiable), advantages [P, N] (constants) ->
 // -(1/N) sum_i A_i log p(y_i), averaged over prompts.

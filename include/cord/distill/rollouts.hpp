@@ -25,14 +25,18 @@ struct MethodPlan {
   double alpha = 1.0, beta = 1.0;                 // reverse-KL weights (1, 1 = unweighted)
   bool grpo = false;                              // N audio rollouts + text reference + judge
   int64_t group_size = 0;                         // N when grpo
+  bool token_on_group = false;                    // the token loss reads the N group rollouts
+  double fkl_mixture = 0;                         // lambda of the forward KL on the references
+  bool references() const { return grpo || fkl_mixture > 0; }
+  bool token_rollout() const { return token_loss != TokenLoss::kNone && !token_on_group; }
 };
 MethodPlan plan_for(const CordConfig& cord);
 
 // The rollouts of P prompts (responses end with eos unless cut at the token limit).
 struct Rollouts {
-  model::TokenRows token;      // [P] token-level rollouts (empty: the plan has no token loss)
+  model::TokenRows token;      // [P] token-level rollouts (empty: no token loss, or it reads the group)
   model::TokenRows group;      // [P * N] GRPO rollouts, prompt-major (empty: no GRPO)
-  model::TokenRows reference;  // [P] text references (empty: no GRPO)
+  model::TokenRows reference;  // [P] text references (empty: neither GRPO nor cord.fkl_mixture)
   int64_t generated_tokens = 0;
   int64_t max_new_tokens = 0;  // the limit used (cord.max_new_tokens, capped by model.max_seq_len
                                // behind the widest prompt, audio included)

@@ -34,6 +34,10 @@ struct EvalOutcome {
   double seconds = 0;
 };
 
+// This dp rank's rows of the split: every dp_size-th of its first max_items items (0 = all),
+// longest audio first. Throws UsageError when the split has no items.
+std::vector<int64_t> rank_rows(const data::CorpusReader& corpus, const EvalOptions& options, int dp_rank, int dp_size);
+
 // Collective over groups.world. Throws UsageError when the split has no items.
 EvalOutcome evaluate(model::Lalm& model, const data::CorpusReader& corpus, const EvalOptions& options,
                      const comm::ProcessGroups& groups);

@@ -1,0 +1,459 @@
+"""The transfer protocol (bench/run_protocol.sh, docs/experiments.md#the-transfer-protocol).
+
+  python3 bench/protocol.py plan        the cells to run, one per line, most important first:
+                                        CELL<TAB>REGIME<TAB>STEPS<TAB>METHOD<TAB>SEED<TAB>SETS
+  python3 bench/protocol.py summarize --base BASE --runs RUNS --out OUT [--command C]
+                                        OUT.json, OUT.md and OUT.png from the finished cells
+
+A cell is one distill run from the base and its eval: RUNS/CELL/{distill,eval,wall.tsv}.
+Regimes: transfer (distil on the arithmetic family alone, train.families = arithmetic) and
+in_domain (every family); both evaluate every family of the test split. The plan is the
+product of the environment's knobs (defaults in brackets):
+  CORD_REGIMES        [transfer in_domain]
+  CORD_BUDGETS        [1000 3000] distill steps; the first budget is the seeded one
+  CORD_METHODS        [cord cord-unweighted opd grpo sft fkl]
+  CORD_SEEDED_METHODS [cord sft fkl] run with every seed of CORD_SEEDS at the first budget
+  CORD_SEEDS          [1 2 3] (every other cell runs seed 1)
+  CORD_VARIANTS       [] names of VARIANTS below, each run at the first budget, transfer regime,
+                      with CORD_VARIANT_SEEDS [1 2]; a warm-started variant's budget counts
+                      its warm start's steps (its cell is named by the whole budget)
+Order: the first budget (for each regime its seed-1 cells, then the other seeds), then the
+longer budgets; variants last. A killed protocol resumes where it stopped: a cell with an
+eval is done, a cell without one continues from its newest checkpoint.
+
+Statistics: gap reduction = 1 - gap / gap(base) with gap = the base's text accuracy minus
+the method's audio accuracy, on the in-domain items (arithmetic), the out-of-domain items
+(multiple choice and ordering, pooled) and all items. The interval of a difference between
+two methods is a paired bootstrap: every replicate draws the test items with replacement
+within each family (the same items for both methods and the base) and, for each method,
+its seeds with replacement; a method's per-item accuracy is the mean over its drawn seeds.
+95% = the 2.5th and 97.5th percentiles of 4,000 replicates. A difference is claimed only
+when its interval excludes 0.
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+
+import benchlib
+
+METHODS = ["cord", "cord-unweighted", "opd", "grpo", "sft", "fkl"]
+IN_DOMAIN = ("arithmetic",)
+OUT_OF_DOMAIN = ("multiple_choice", "ordering")
+# CORD variants (docs/method.md#variants): name -> (method, overrides, warm start). A warm
+# start (METHOD, STEPS) first runs that method for STEPS steps (its own cell) and starts the
+# variant from its weights for the rest of the budget.
+VARIANTS = {
+    # Balancing the two terms: token_mean makes the token term a mean over tokens (about
+    # 27 times smaller here), so that GRPO's share grows; the second also weights GRPO 4x.
+    "cord-token-mean": ("cord", ["cord.aggregation=token_mean"], None),
+    "cord-token-mean-seq4": ("cord", ["cord.aggregation=token_mean", "cord.sequence_loss_weight=4"], None),
+    "cord-k-fraction": ("cord", ["cord.top_k_fraction=0.1"], None),       # the paper's 20 of ~200
+    "cord-group-tokens": ("cord", ["cord.token_rollouts=group"], None),   # N x more on-policy tokens
+    "cord-fkl-mixture": ("cord", ["cord.fkl_mixture=0.5"], None),         # GKD-style lambda
+    "sft-then-cord": ("cord", [], ("sft", 500)),                          # half SFT, then CORD
+}
+BOOTSTRAP_REPLICATES = 4000
+
+
+def words(name, default):
+    return os.environ.get(name, default).split()
+
+
+def cell_name(regime, steps, label, seed):
+    return f"{regime}-{steps}/{label}-s{seed}"
+
+
+def plan():
+    """[(cell, regime, steps, label, method, seed, sets)] in the order they should run."""
+    regimes = words("CORD_REGIMES", "transfer in_domain")
+    budgets = [int(b) for b in words("CORD_BUDGETS", "1000 3000")]
+    methods = words("CORD_METHODS", " ".join(METHODS))
+    seeded = set(words("CORD_SEEDED_METHODS", "cord sft fkl"))
+    seeds = [int(s) for s in words("CORD_SEEDS", "1 2 3")]
+    cells = []
+
+    def add(regime, steps, label, method, seed, extra=()):
+        sets = [f"cord.method={method}", f"train.seed={seed}", f"train.distill.steps={steps}",
+                f"train.val_every={max(1, steps // 20)}"]
+        if regime == "transfer":
+            sets.append("train.families=arithmetic")
+        cells.append((cell_name(regime, steps, label, seed), regime, steps, label, method, seed, sets + list(extra)))
+
+    for regime in regimes:
+        if regime not in ("transfer", "in_domain"):
+            sys.exit(f"protocol.py: CORD_REGIMES: unknown regime '{regime}' (transfer, in_domain)")
+    for m in methods:
+        if m not in METHODS:
+            sys.exit(f"protocol.py: CORD_METHODS: unknown method '{m}' ({', '.join(METHODS)})")
+    for regime in regimes:
+        for m in methods:
+            add(regime, budgets[0], m, m, 1)
+        for seed in seeds[1:]:
+            for m in methods:
+                if m in seeded:
+                    add(regime, budgets[0], m, m, seed)
+    for steps in budgets[1:]:
+        for regime in regimes:
+            for m in methods:
+                add(regime, steps, m, m, 1)
+    for name in words("CORD_VARIANTS", ""):
+        if name not in VARIANTS:
+            sys.exit(f"protocol.py: CORD_VARIANTS: unknown variant '{name}' ({', '.join(VARIANTS)})")
+        method, extra, warm = VARIANTS[name]
+        for seed in [int(s) for s in words("CORD_VARIANT_SEEDS", "1 2")]:
+            if warm is None:
+                add("transfer", budgets[0], name, method, seed, extra)
+                continue
+            warm_method, warm_steps = warm
+            if not 0 < warm_steps < budgets[0]:
+                sys.exit(f"protocol.py: variant {name}: a warm start of {warm_steps} steps does not fit "
+                         f"the budget of {budgets[0]}")
+            warm_cell = cell_name("transfer", warm_steps, warm_method, seed)
+            if warm_cell not in {c[0] for c in cells}:
+                add("transfer", warm_steps, warm_method, warm_method, seed)
+            # @RUNS@ is the protocol's folder (bench/protocol_lib.sh substitutes it).
+            add("transfer", budgets[0] - warm_steps, name, method, seed,
+                extra + [f"train.init=@RUNS@/{warm_cell}/distill/model.h5"])
+            name_fix = cells[-1]
+            cells[-1] = (cell_name("transfer", budgets[0], name, seed),) + name_fix[1:2] + (budgets[0],) + name_fix[3:]
+    return cells
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def item_table(eval_dir):
+    """row -> (family, text_correct, audio_correct) from an eval's predictions.jsonl."""
+    out = {}
+    for p in read_jsonl(os.path.join(eval_dir, "predictions.jsonl")):
+        if "audio_correct" not in p:
+            sys.exit(f"protocol.py: {eval_dir}/predictions.jsonl has no per-item correctness (an older cord eval)")
+        out[p["row"]] = (p["family"], bool(p["text_correct"]), bool(p["audio_correct"]))
+    return out
+
+
+def wall_seconds(cell_dir):
+    """Sum of the cell's training segments (one per start; a resumed cell has several)."""
+    path = os.path.join(cell_dir, "wall.tsv")
+    if not os.path.exists(path):
+        return None
+    total = 0.0
+    with open(path) as f:
+        for line in f:
+            start, end = line.split()[:2]
+            total += float(end) - float(start)
+    return total
+
+
+def load_cell(runs, cell):
+    d = os.path.join(runs, cell[0])
+    if not os.path.exists(os.path.join(d, "eval", "eval.json")):
+        return None
+    report = benchlib.load(os.path.join(d, "eval", "eval.json"))
+    recs = read_jsonl(os.path.join(d, "distill", "metrics.jsonl"))
+    steps = [r for r in recs if r["type"] == "step"]
+    header = next(r for r in recs if r["type"] == "header")
+    return {"cell": cell[0], "regime": cell[1], "steps": cell[2], "label": cell[3], "method": cell[4],
+            "seed": cell[5], "sets": cell[6], "items": item_table(os.path.join(d, "eval")),
+            "kl": report.get("text_kl_from_reference"), "commit": report.get("commit"),
+            "train_commit": header.get("commit"),
+            "ms_per_step": sum(r["window_ms_per_step"] for r in steps) / len(steps) if steps else None,
+            "wall_seconds": wall_seconds(d),
+            "validation": [(r["step"], r["audio_accuracy"], r["text_accuracy"]) for r in recs
+                           if r["type"] == "validation"]}
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+def accuracy(rows, table, column):
+    """Percent of `rows` correct in `table` (row -> (family, text, audio)); column 1 text, 2 audio."""
+    return 100.0 * sum(table[r][column] for r in rows) / len(rows)
+
+
+def gap_reduction(rows, base, tables):
+    """1 - gap / gap(base) on `rows` with the method's per-item audio accuracy averaged over
+    its seeds' tables; None when the base has no gap there."""
+    base_text, base_audio = accuracy(rows, base, 1), accuracy(rows, base, 2)
+    audio = sum(accuracy(rows, t, 2) for t in tables) / len(tables)
+    base_gap = base_text - base_audio
+    return None if base_gap <= 0 else 1.0 - (base_text - audio) / base_gap
+
+
+def parts(base):
+    fam = {}
+    for row, (family, _, _) in base.items():
+        fam.setdefault(family, []).append(row)
+    return {"in_domain": [r for f in IN_DOMAIN for r in fam.get(f, [])],
+            "out_of_domain": [r for f in OUT_OF_DOMAIN for r in fam.get(f, [])],
+            "all": sorted(base)}, fam
+
+
+def bootstrap_difference(base, a_tables, b_tables, rng):
+    """Paired bootstrap of GR(a) - GR(b) per part: {part: (estimate, low, high)}."""
+    import numpy as np
+    rows_of, families = parts(base)
+    fam_rows = {f: np.array(rows) for f, rows in families.items()}
+    estimates = {}
+    for p, rows in rows_of.items():
+        a, b = gap_reduction(rows, base, a_tables), gap_reduction(rows, base, b_tables)
+        estimates[p] = None if a is None or b is None else a - b
+    # Arrays [items] of 0/1 per table, in one fixed row order per family, for speed.
+    def matrix(table, fam):
+        return np.array([[table[r][1], table[r][2]] for r in fam_rows[fam]], dtype=float)
+    base_m = {f: matrix(base, f) for f in fam_rows}
+    a_m = [{f: matrix(t, f) for f in fam_rows} for t in a_tables]
+    b_m = [{f: matrix(t, f) for f in fam_rows} for t in b_tables]
+    draws = {p: [] for p in rows_of}
+    for _ in range(BOOTSTRAP_REPLICATES):
+        idx = {f: rng.integers(0, len(fam_rows[f]), len(fam_rows[f])) for f in fam_rows}
+        a_pick = rng.integers(0, len(a_m), len(a_m))
+        b_pick = rng.integers(0, len(b_m), len(b_m))
+        sums = {}  # family -> (n, base text, base audio, a audio, b audio) sums over drawn items
+        for f in fam_rows:
+            i = idx[f]
+            sums[f] = (len(i), base_m[f][i, 0].sum(), base_m[f][i, 1].sum(),
+                       np.mean([a_m[k][f][i, 1].sum() for k in a_pick]),
+                       np.mean([b_m[k][f][i, 1].sum() for k in b_pick]))
+        for p, fams in (("in_domain", IN_DOMAIN), ("out_of_domain", OUT_OF_DOMAIN), ("all", tuple(fam_rows))):
+            s = [sum(sums[f][k] for f in fams if f in sums) for k in range(5)]
+            gap = s[1] - s[2]
+            if gap <= 0:
+                continue
+            draws[p].append((s[3] - s[4]) / gap)  # GR(a) - GR(b) = (audio_a - audio_b) / gap(base)
+    out = {}
+    for p, d in draws.items():
+        if estimates[p] is None or len(d) < BOOTSTRAP_REPLICATES // 2:
+            out[p] = None  # the base has no gap on these items: no gap reduction to compare
+            continue
+        d = np.sort(np.array(d))
+        low, high = np.percentile(d, 2.5), np.percentile(d, 97.5)
+        out[p] = {"estimate": estimates[p], "low": float(low), "high": float(high),
+                  "excludes_zero": bool(low > 0 or high < 0)}
+    return out
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+def group_rows(cells, base):
+    """(regime, steps, label) -> the row of the table: means and spreads over seeds."""
+    import numpy as np
+    rows_of, families = parts(base)
+    groups = {}
+    for c in cells:
+        groups.setdefault((c["regime"], c["steps"], c["label"]), []).append(c)
+    out = {}
+    for key, members in groups.items():
+        members.sort(key=lambda c: c["seed"])
+        tables = [m["items"] for m in members]
+        row = {"regime": key[0], "steps": key[1], "label": key[2], "method": members[0]["method"],
+               "sets": members[0]["sets"], "seeds": [m["seed"] for m in members], "cells": [m["cell"] for m in members]}
+        for part, rows in rows_of.items():
+            per_seed = [gap_reduction(rows, base, [t]) for t in tables]
+            row[f"gap_reduction_{part}"] = [None if g is None else 100 * g for g in per_seed]
+            row[f"audio_{part}"] = [accuracy(rows, t, 2) for t in tables]
+            row[f"text_change_{part}"] = [accuracy(rows, t, 1) - accuracy(rows, base, 1) for t in tables]
+        for fam, rows in families.items():
+            row[f"text_change_{fam}"] = [accuracy(rows, t, 1) - accuracy(rows, base, 1) for t in tables]
+            row[f"audio_{fam}"] = [accuracy(rows, t, 2) for t in tables]
+            row[f"kl_{fam}"] = [m["kl"]["families"][fam]["kl"] if m["kl"] else None for m in members]
+        row["kl_all"] = [m["kl"]["average"] if m["kl"] else None for m in members]
+        row["ms_per_step"] = [m["ms_per_step"] for m in members]
+        row["wall_seconds"] = [m["wall_seconds"] for m in members]
+        row["validation"] = [m["validation"] for m in members]
+        row["commits"] = sorted({m["commit"] for m in members} | {m["train_commit"] for m in members})
+        out[key] = row
+    return out
+
+
+def mean_sd(values):
+    import numpy as np
+    v = [x for x in values if x is not None]
+    if not v:
+        return None, None
+    return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else None)
+
+
+def fmt(values, digits=1, signed=False):
+    m, s = mean_sd(values)
+    if m is None:
+        return "-"
+    text = f"{m:+.{digits}f}" if signed else f"{m:.{digits}f}"
+    return text + (f" ± {s:.{digits}f}" if s is not None else "")
+
+
+def equal_wall_time(rows):
+    """Per (regime, steps): the wall time W of the cheapest method's whole run, and each
+    method's validation audio accuracy at W (its curve at the last validation before W, on
+    its mean ms/step), the equal-time comparison."""
+    out = {}
+    by_budget = {}
+    for key, r in rows.items():
+        by_budget.setdefault(key[:2], []).append(r)
+    for budget, members in by_budget.items():
+        walls = [(mean_sd(r["ms_per_step"])[0] or 0) * budget[1] / 1000.0 for r in members]
+        w = min(walls)
+        entries = {}
+        for r in members:
+            ms = mean_sd(r["ms_per_step"])[0]
+            reached = int(w * 1000.0 / ms) if ms else 0
+            accs = []
+            for curve in r["validation"]:
+                before = [a for s, a, _ in curve if s <= reached]
+                accs.append(before[-1] if before else None)
+            entries[r["label"]] = {"steps_in_wall_time": reached, "validation_audio_accuracy": accs}
+        out[f"{budget[0]}-{budget[1]}"] = {"wall_seconds": w, "methods": entries}
+    return out
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    panels = sorted({k[:2] for k in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for key in sorted(k for k in rows if k[:2] == panel):
+            r = rows[key]
+            steps = [s for s, _, _ in r["validation"][0]]
+            curves = [c for c in r["validation"] if [s for s, _, _ in c] == steps]
+            acc = np.array([[a for _, a, _ in c] for c in curves])
+            line, = ax.plot(steps, acc.mean(0), marker="o", markersize=2, label=f"{r['label']} ({len(curves)} seeds)")
+            if len(curves) > 1:
+                ax.fill_between(steps, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.15)
+        ax.set_title(f"{panel[0]}, {panel[1]} steps")
+        ax.set_xlabel("distill step")
+        ax.set_ylabel("audio accuracy, validation split (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def markdown(result, base_scores):
+    lines = [f"# The transfer protocol: {result['runs']}", "",
+             f"`{result['command']}`; cells trained and evaluated by the cord binary at commit(s) "
+             f"{', '.join(result['commits'])}; summarised at {result['summary_commit']} on "
+             f"{result['machine']['host']} ({result['machine']['cpu']}, {result['machine']['cores']} cores), "
+             f"{result['date'][:19]} UTC. {result['cells_done']} of {result['cells_planned']} planned cells done.", "",
+             "Test split, greedy. gap reduction (%) = 1 - gap / gap(base), gap = the base's text accuracy - the "
+             "method's audio accuracy; in = arithmetic, out = multiple choice + ordering (pooled items). "
+             "Mean ± sample sd over seeds. text Δ = text accuracy - the base's (points); KL = KL(base || tuned) "
+             "of the text branch on the test solutions (nats/token).", "",
+             f"Base: text {base_scores['all'][0]:.1f} / audio {base_scores['all'][1]:.1f} (all), "
+             f"arithmetic {base_scores['in_domain'][0]:.1f} / {base_scores['in_domain'][1]:.1f}, "
+             f"out of domain {base_scores['out_of_domain'][0]:.1f} / {base_scores['out_of_domain'][1]:.1f}.", ""]
+    families = ("arithmetic",) + OUT_OF_DOMAIN
+    for budget in sorted({(r["regime"], r["steps"]) for r in result["rows"]}, key=lambda b: (b[0] != "transfer", b[1])):
+        members = [r for r in result["rows"] if (r["regime"], r["steps"]) == budget]
+        lines += [f"## {budget[0]}, {budget[1]} steps", "",
+                  "| method | seeds | GR in | GR out | GR all | audio all | text Δ arith. | text Δ MC | text Δ ord. "
+                  "| KL all | ms/step | wall min |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in members:
+            wall = [None if w is None else w / 60 for w in r["wall_seconds"]]
+            lines.append(f"| {r['label']} | {len(r['seeds'])} | {fmt(r['gap_reduction_in_domain'])} | "
+                         f"{fmt(r['gap_reduction_out_of_domain'])} | {fmt(r['gap_reduction_all'])} | "
+                         f"{fmt(r['audio_all'])} | " +
+                         " | ".join(fmt(r[f'text_change_{f}'], signed=True) for f in families) +
+                         f" | {fmt(r['kl_all'], 4)} | {fmt(r['ms_per_step'], 0)} | {fmt(wall)} |")
+        lines.append("")
+    if result["differences"]:
+        lines += ["## Paired bootstrap intervals", "",
+                  "Difference in gap reduction (points of %), 95% interval; * = the interval excludes 0.", "",
+                  "| regime | steps | difference | seeds | in-domain | out-of-domain | all |", "|---|---:|---|---|---|---|---|"]
+        for d in result["differences"]:
+            cells = []
+            for p in ("in_domain", "out_of_domain", "all"):
+                x = d["parts"][p]
+                if x is None:
+                    cells.append("-")
+                    continue
+                cells.append(f"{100 * x['estimate']:+.1f} [{100 * x['low']:+.1f}, {100 * x['high']:+.1f}]"
+                             + (" *" if x["excludes_zero"] else ""))
+            lines.append(f"| {d['regime']} | {d['steps']} | {d['a']} − {d['b']} | {d['seeds']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Equal wall time", "",
+              "W = the cheapest method's whole run at the budget (its mean ms/step × steps). Each method's "
+              "validation audio accuracy at the last validation within W (mean over seeds).", "",
+              "| regime-steps | W (min) | " + " | ".join(METHODS) + " |", "|---|---:|" + "---:|" * len(METHODS)]
+    for budget, e in result["equal_wall_time"].items():
+        cells = []
+        for m in METHODS:
+            x = e["methods"].get(m)
+            if x is None:
+                cells.append("-")
+                continue
+            cells.append(f"{fmt(x['validation_audio_accuracy'])} @ {x['steps_in_wall_time']}")
+        lines.append(f"| {budget} | {e['wall_seconds'] / 60:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", f"Audio accuracy over steps (validation split, band = min..max over seeds): "
+              f"{os.path.basename(result['plot'])}", ""]
+    return lines
+
+
+def summarize(a):
+    import numpy as np
+    base = item_table(os.path.join(a.base, "eval"))
+    planned = plan()
+    cells = [c for c in (load_cell(a.runs, p) for p in planned) if c is not None]
+    if not cells:
+        sys.exit(f"protocol.py: no finished cell under {a.runs}")
+    for c in cells:
+        if set(c["items"]) != set(base):
+            sys.exit(f"protocol.py: {a.runs}/{c['cell']} scored other test items than the base {a.base}/eval")
+    rows = group_rows(cells, base)
+    rng = np.random.default_rng(20261203)
+    differences = []
+    for (regime, steps, label), r in sorted(rows.items()):
+        if label != "cord":
+            continue
+        for other in ("sft", "fkl"):
+            o = rows.get((regime, steps, other))
+            if o is None:
+                continue
+            a_tables = [c["items"] for c in cells if (c["regime"], c["steps"], c["label"]) == (regime, steps, "cord")]
+            b_tables = [c["items"] for c in cells if (c["regime"], c["steps"], c["label"]) == (regime, steps, other)]
+            differences.append({"regime": regime, "steps": steps, "a": "cord", "b": other,
+                                "seeds": f"{len(a_tables)} vs {len(b_tables)}",
+                                "parts": bootstrap_difference(base, a_tables, b_tables, rng)})
+    rows_of, _ = parts(base)
+    base_scores = {p: (accuracy(rs, base, 1), accuracy(rs, base, 2)) for p, rs in rows_of.items()}
+    result = {"what": "the transfer protocol (bench/run_protocol.sh): distill methods from one base, "
+                      "on arithmetic alone (transfer) or every family (in_domain), evaluated on every family",
+              "machine": benchlib.this_machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "command": a.command, "runs": a.runs, "base": a.base, "summary_commit": benchlib.commit(),
+              "commits": sorted({x for r in rows.values() for x in r["commits"] if x}),
+              "cells_planned": len(planned), "cells_done": len(cells),
+              "base_scores": {p: {"text_accuracy": t, "audio_accuracy": au} for p, (t, au) in base_scores.items()},
+              "bootstrap": {"replicates": BOOTSTRAP_REPLICATES, "levels": "items within family, then seeds",
+                            "interval": "95% percentile"},
+              "rows": sorted(rows.values(), key=lambda r: (r["regime"] != "transfer", r["steps"],
+                                                           METHODS.index(r["method"]), r["label"])),
+              "differences": differences, "equal_wall_time": equal_wall_time(rows), "plot": a.out + ".png"}
+    plot(rows, a.out + ".png")
+    benchlib.write_experiment(a.out, result, markdown(result, base_scores))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command_name", required=True)
+    sub.add_parser("plan")
+    s = sub.add_parser("summarize")
+    s.add_argument("--base", required=True, help="the base run (its eval/ with predictions.jsonl)")
+    s.add_argument("--runs", required=True, help="the protocol's run folder")
+    s.add_argument("--out", required=True, help="results path without extension")
+    s.add_argument("--command", default="bench/run_protocol.sh")
+    a = p.parse_args()
+    if a.command_name == "plan":
+        for cell, regime, steps, label, method, seed, sets in plan():
+            print("\t".join([cell, regime, str(steps), label, method, str(seed), " ".join(sets)]))
+    else:
+        summarize(a)
+
+
+if __name__ == "__main__":
+    main()
