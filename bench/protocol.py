@@ -22,8 +22,9 @@ longer budgets; variants last. A killed protocol resumes where it stopped: a cel
 eval is done, a cell without one continues from its newest checkpoint.
 
 Statistics: gap reduction = 1 - gap / gap(base) with gap = the base's text accuracy minus
-the method's audio accuracy, on the in-domain items (arithmetic), the out-of-domain items
-(multiple choice and ordering, pooled) and all items. The interval of a difference between
+the method's audio accuracy, on the in-domain family (arithmetic), the out-of-domain ones
+(multiple choice and ordering) and all three; a part's accuracy is the mean of its
+families' accuracies, as cord eval averages. The interval of a difference between
 two methods is a paired bootstrap: every replicate draws the test items with replacement
 within each family (the same items for both methods and the base) and, for each method,
 its seeds with replacement; a method's per-item accuracy is the mean over its drawn seeds.
@@ -155,16 +156,20 @@ def load_cell(runs, cell):
         return None
     report = benchlib.load(os.path.join(d, "eval", "eval.json"))
     recs = read_jsonl(os.path.join(d, "distill", "metrics.jsonl"))
-    steps = [r for r in recs if r["type"] == "step"]
     header = next(r for r in recs if r["type"] == "header")
+
+    def last_per_step(kind):
+        # A resumed (or restarted) cell appends: the later segment's record of a step wins.
+        by_step = {r["step"]: r for r in recs if r["type"] == kind}
+        return [by_step[k] for k in sorted(by_step)]
+    steps = last_per_step("step")
     return {"cell": cell[0], "regime": cell[1], "steps": cell[2], "label": cell[3], "method": cell[4],
             "seed": cell[5], "sets": cell[6], "items": item_table(os.path.join(d, "eval")),
-            "kl": report.get("text_kl_from_reference"), "commit": report.get("commit"),
+            "report": report, "kl": report.get("text_kl_from_reference"), "commit": report.get("commit"),
             "train_commit": header.get("commit"),
             "ms_per_step": sum(r["window_ms_per_step"] for r in steps) / len(steps) if steps else None,
             "wall_seconds": wall_seconds(d),
-            "validation": [(r["step"], r["audio_accuracy"], r["text_accuracy"]) for r in recs
-                           if r["type"] == "validation"]}
+            "validation": [(r["step"], r["audio_accuracy"], r["text_accuracy"]) for r in last_per_step("validation")]}
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -174,63 +179,69 @@ def accuracy(rows, table, column):
     return 100.0 * sum(table[r][column] for r in rows) / len(rows)
 
 
-def gap_reduction(rows, base, tables):
-    """1 - gap / gap(base) on `rows` with the method's per-item audio accuracy averaged over
-    its seeds' tables; None when the base has no gap there."""
-    base_text, base_audio = accuracy(rows, base, 1), accuracy(rows, base, 2)
-    audio = sum(accuracy(rows, t, 2) for t in tables) / len(tables)
+PARTS = {"in_domain": IN_DOMAIN, "out_of_domain": OUT_OF_DOMAIN, "all": IN_DOMAIN + OUT_OF_DOMAIN}
+
+
+def families_of(base):
+    """family -> its rows (test items), from the base's table."""
+    fam = {}
+    for row, (family, _, _) in base.items():
+        fam.setdefault(family, []).append(row)
+    return fam
+
+
+def part_accuracy(families, part, table, column):
+    """The mean over the part's families of each family's accuracy (as cord eval averages)."""
+    fams = [f for f in PARTS[part] if f in families]
+    return sum(accuracy(families[f], table, column) for f in fams) / len(fams)
+
+
+def gap_reduction(families, part, base, tables):
+    """1 - gap / gap(base) on a part, with the method's audio accuracy averaged over its seeds'
+    tables; None when the base has no gap there."""
+    base_text, base_audio = part_accuracy(families, part, base, 1), part_accuracy(families, part, base, 2)
+    audio = sum(part_accuracy(families, part, t, 2) for t in tables) / len(tables)
     base_gap = base_text - base_audio
     return None if base_gap <= 0 else 1.0 - (base_text - audio) / base_gap
 
 
-def parts(base):
-    fam = {}
-    for row, (family, _, _) in base.items():
-        fam.setdefault(family, []).append(row)
-    return {"in_domain": [r for f in IN_DOMAIN for r in fam.get(f, [])],
-            "out_of_domain": [r for f in OUT_OF_DOMAIN for r in fam.get(f, [])],
-            "all": sorted(base)}, fam
-
-
 def bootstrap_difference(base, a_tables, b_tables, rng):
-    """Paired bootstrap of GR(a) - GR(b) per part: {part: (estimate, low, high)}."""
+    """Paired bootstrap of GR(a) - GR(b) per part: {part: {estimate, low, high, excludes_zero}}."""
     import numpy as np
-    rows_of, families = parts(base)
-    fam_rows = {f: np.array(rows) for f, rows in families.items()}
+    families = families_of(base)
     estimates = {}
-    for p, rows in rows_of.items():
-        a, b = gap_reduction(rows, base, a_tables), gap_reduction(rows, base, b_tables)
+    for p in PARTS:
+        a, b = gap_reduction(families, p, base, a_tables), gap_reduction(families, p, base, b_tables)
         estimates[p] = None if a is None or b is None else a - b
-    # Arrays [items] of 0/1 per table, in one fixed row order per family, for speed.
+    # Per family, [items, 2] arrays of 0/1 (text, audio) in one fixed row order, for speed.
     def matrix(table, fam):
-        return np.array([[table[r][1], table[r][2]] for r in fam_rows[fam]], dtype=float)
-    base_m = {f: matrix(base, f) for f in fam_rows}
-    a_m = [{f: matrix(t, f) for f in fam_rows} for t in a_tables]
-    b_m = [{f: matrix(t, f) for f in fam_rows} for t in b_tables]
-    draws = {p: [] for p in rows_of}
+        return np.array([[table[r][1], table[r][2]] for r in families[fam]], dtype=float)
+    base_m = {f: matrix(base, f) for f in families}
+    a_m = [{f: matrix(t, f) for f in families} for t in a_tables]
+    b_m = [{f: matrix(t, f) for f in families} for t in b_tables]
+    draws = {p: [] for p in PARTS}
     for _ in range(BOOTSTRAP_REPLICATES):
-        idx = {f: rng.integers(0, len(fam_rows[f]), len(fam_rows[f])) for f in fam_rows}
         a_pick = rng.integers(0, len(a_m), len(a_m))
         b_pick = rng.integers(0, len(b_m), len(b_m))
-        sums = {}  # family -> (n, base text, base audio, a audio, b audio) sums over drawn items
-        for f in fam_rows:
-            i = idx[f]
-            sums[f] = (len(i), base_m[f][i, 0].sum(), base_m[f][i, 1].sum(),
-                       np.mean([a_m[k][f][i, 1].sum() for k in a_pick]),
-                       np.mean([b_m[k][f][i, 1].sum() for k in b_pick]))
-        for p, fams in (("in_domain", IN_DOMAIN), ("out_of_domain", OUT_OF_DOMAIN), ("all", tuple(fam_rows))):
-            s = [sum(sums[f][k] for f in fams if f in sums) for k in range(5)]
-            gap = s[1] - s[2]
+        means = {}  # family -> (base text, base audio, a audio, b audio) accuracies on the drawn items
+        for f in families:
+            i = rng.integers(0, len(families[f]), len(families[f]))
+            means[f] = (base_m[f][i, 0].mean(), base_m[f][i, 1].mean(),
+                        np.mean([a_m[k][f][i, 1].mean() for k in a_pick]),
+                        np.mean([b_m[k][f][i, 1].mean() for k in b_pick]))
+        for p, fams in PARTS.items():
+            fams = [f for f in fams if f in means]
+            m = [sum(means[f][k] for f in fams) / len(fams) for k in range(4)]
+            gap = m[0] - m[1]
             if gap <= 0:
                 continue
-            draws[p].append((s[3] - s[4]) / gap)  # GR(a) - GR(b) = (audio_a - audio_b) / gap(base)
+            draws[p].append((m[2] - m[3]) / gap)  # GR(a) - GR(b) = (audio_a - audio_b) / gap(base)
     out = {}
     for p, d in draws.items():
         if estimates[p] is None or len(d) < BOOTSTRAP_REPLICATES // 2:
             out[p] = None  # the base has no gap on these items: no gap reduction to compare
             continue
-        d = np.sort(np.array(d))
-        low, high = np.percentile(d, 2.5), np.percentile(d, 97.5)
+        low, high = np.percentile(np.array(d), 2.5), np.percentile(np.array(d), 97.5)
         out[p] = {"estimate": estimates[p], "low": float(low), "high": float(high),
                   "excludes_zero": bool(low > 0 or high < 0)}
     return out
@@ -241,7 +252,7 @@ def bootstrap_difference(base, a_tables, b_tables, rng):
 def group_rows(cells, base):
     """(regime, steps, label) -> the row of the table: means and spreads over seeds."""
     import numpy as np
-    rows_of, families = parts(base)
+    families = families_of(base)
     groups = {}
     for c in cells:
         groups.setdefault((c["regime"], c["steps"], c["label"]), []).append(c)
@@ -251,11 +262,12 @@ def group_rows(cells, base):
         tables = [m["items"] for m in members]
         row = {"regime": key[0], "steps": key[1], "label": key[2], "method": members[0]["method"],
                "sets": members[0]["sets"], "seeds": [m["seed"] for m in members], "cells": [m["cell"] for m in members]}
-        for part, rows in rows_of.items():
-            per_seed = [gap_reduction(rows, base, [t]) for t in tables]
+        for part in PARTS:
+            per_seed = [gap_reduction(families, part, base, [t]) for t in tables]
             row[f"gap_reduction_{part}"] = [None if g is None else 100 * g for g in per_seed]
-            row[f"audio_{part}"] = [accuracy(rows, t, 2) for t in tables]
-            row[f"text_change_{part}"] = [accuracy(rows, t, 1) - accuracy(rows, base, 1) for t in tables]
+            row[f"audio_{part}"] = [part_accuracy(families, part, t, 2) for t in tables]
+            row[f"text_change_{part}"] = [part_accuracy(families, part, t, 1) - part_accuracy(families, part, base, 1)
+                                          for t in tables]
         for fam, rows in families.items():
             row[f"text_change_{fam}"] = [accuracy(rows, t, 1) - accuracy(rows, base, 1) for t in tables]
             row[f"audio_{fam}"] = [accuracy(rows, t, 2) for t in tables]
@@ -341,7 +353,8 @@ def markdown(result, base_scores):
              f"{result['machine']['host']} ({result['machine']['cpu']}, {result['machine']['cores']} cores), "
              f"{result['date'][:19]} UTC. {result['cells_done']} of {result['cells_planned']} planned cells done.", "",
              "Test split, greedy. gap reduction (%) = 1 - gap / gap(base), gap = the base's text accuracy - the "
-             "method's audio accuracy; in = arithmetic, out = multiple choice + ordering (pooled items). "
+             "method's audio accuracy; in = arithmetic, out = multiple choice and ordering, all = the three (a part's "
+             "accuracy is the mean of its families'). "
              "Mean ± sample sd over seeds. text Δ = text accuracy - the base's (points); KL = KL(base || tuned) "
              "of the text branch on the test solutions (nats/token).", "",
              f"Base: text {base_scores['all'][0]:.1f} / audio {base_scores['all'][1]:.1f} (all), "
@@ -402,9 +415,15 @@ def summarize(a):
     cells = [c for c in (load_cell(a.runs, p) for p in planned) if c is not None]
     if not cells:
         sys.exit(f"protocol.py: no finished cell under {a.runs}")
+    families = families_of(base)
     for c in cells:
         if set(c["items"]) != set(base):
             sys.exit(f"protocol.py: {a.runs}/{c['cell']} scored other test items than the base {a.base}/eval")
+        # The per-item tables must give the eval's own scores (the same definitions).
+        for column, key in ((1, "text_accuracy"), (2, "audio_accuracy")):
+            mine, theirs = part_accuracy(families, "all", c["items"], column), c["report"]["average"][key]
+            if abs(mine - theirs) > 1e-6:
+                sys.exit(f"protocol.py: {a.runs}/{c['cell']}: {key} {mine} from predictions.jsonl, {theirs} in eval.json")
     rows = group_rows(cells, base)
     rng = np.random.default_rng(20261203)
     differences = []
@@ -420,8 +439,7 @@ def summarize(a):
             differences.append({"regime": regime, "steps": steps, "a": "cord", "b": other,
                                 "seeds": f"{len(a_tables)} vs {len(b_tables)}",
                                 "parts": bootstrap_difference(base, a_tables, b_tables, rng)})
-    rows_of, _ = parts(base)
-    base_scores = {p: (accuracy(rs, base, 1), accuracy(rs, base, 2)) for p, rs in rows_of.items()}
+    base_scores = {p: (part_accuracy(families, p, base, 1), part_accuracy(families, p, base, 2)) for p in PARTS}
     result = {"what": "the transfer protocol (bench/run_protocol.sh): distill methods from one base, "
                       "on arithmetic alone (transfer) or every family (in_domain), evaluated on every family",
               "machine": benchlib.this_machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),

@@ -79,8 +79,8 @@ def test_bootstrap():
     tie = protocol.bootstrap_difference(base, better, twin, np.random.default_rng(4))
     expect(all(tie[p]["low"] < 0 < tie[p]["high"] for p in tie), f"equal methods: the interval includes 0: {tie}")
     # The estimate is the plain difference of the seed-mean gap reductions.
-    rows = sorted(base)
-    want = protocol.gap_reduction(rows, base, better) - protocol.gap_reduction(rows, base, worse)
+    families = protocol.families_of(base)
+    want = protocol.gap_reduction(families, "all", base, better) - protocol.gap_reduction(families, "all", base, worse)
     expect(abs(diff["all"]["estimate"] - want) < 1e-12, f"estimate {diff['all']['estimate']} vs {want}")
 
 

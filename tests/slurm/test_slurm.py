@@ -263,7 +263,7 @@ def case_scaling_array(cluster):
 
 
 CASES = {"job_np2": case_job_np2, "requeue": case_requeue, "requeue_by_scheduler": case_requeue_by_scheduler,
-         "table1_array": case_table1_array,
+         "table1_array": case_table1_array, "protocol_array": case_protocol_array,
          "scaling_array": case_scaling_array}
 
 
