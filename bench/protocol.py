@@ -75,12 +75,15 @@ def plan():
     seeds = [int(s) for s in words("CORD_SEEDS", "1 2 3")]
     cells = []
 
-    def add(regime, steps, label, method, seed, extra=()):
+    def add(regime, steps, label, method, seed, extra=(), budget=None):
+        # budget: the steps the cell is named and tabled by (a warm-started variant trains
+        # fewer itself); default its own steps.
+        budget = budget or steps
         sets = [f"cord.method={method}", f"train.seed={seed}", f"train.distill.steps={steps}",
                 f"train.val_every={max(1, steps // 20)}"]
         if regime == "transfer":
             sets.append("train.families=arithmetic")
-        cells.append((cell_name(regime, steps, label, seed), regime, steps, label, method, seed, sets + list(extra)))
+        cells.append((cell_name(regime, budget, label, seed), regime, budget, label, method, seed, sets + list(extra)))
 
     for regime in regimes:
         if regime not in ("transfer", "in_domain"):
@@ -116,9 +119,7 @@ def plan():
                 add("transfer", warm_steps, warm_method, warm_method, seed)
             # @RUNS@ is the protocol's folder (bench/protocol_lib.sh substitutes it).
             add("transfer", budgets[0] - warm_steps, name, method, seed,
-                extra + [f"train.init=@RUNS@/{warm_cell}/distill/model.h5"])
-            name_fix = cells[-1]
-            cells[-1] = (cell_name("transfer", budgets[0], name, seed),) + name_fix[1:2] + (budgets[0],) + name_fix[3:]
+                extra + [f"train.init=@RUNS@/{warm_cell}/distill/model.h5"], budget=budgets[0])
     return cells
 
 
@@ -251,7 +252,6 @@ def bootstrap_difference(base, a_tables, b_tables, rng):
 
 def group_rows(cells, base):
     """(regime, steps, label) -> the row of the table: means and spreads over seeds."""
-    import numpy as np
     families = families_of(base)
     groups = {}
     for c in cells:
