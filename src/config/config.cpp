@@ -163,6 +163,10 @@ std::vector<Field> config_fields(Config& config) {
        "references (GKD-style); cord, cord-unweighted and opd only; 0 = off",
        &config.cord.fkl_mixture, between(0, 0.999999)},
       {"cord.ppo_clip", "PPO ratio clip epsilon (ppo_inner_steps > 1)", &config.cord.ppo_clip, between(0, 10)},
+      {"cord.loss_chunk_rows",
+       "> 0: compute the token losses and GRPO's log-probabilities from the hidden states this many rollouts at a "
+       "time, never holding every rollout's [T, vocabulary] logits (large vocabularies); 0 = from the logits",
+       &config.cord.loss_chunk_rows, between(0, 1e9)},
       {"ckpt.dir", "checkpoint folder; empty = RUN_DIR/STAGE/checkpoints", &config.ckpt.dir},
       {"ckpt.resume", "none | auto (newest committed checkpoint that verifies) | PATH (also --resume)",
        &config.ckpt.resume},
@@ -289,6 +293,11 @@ void validate_cord(const CordConfig& c) {
   if (c.fkl_mixture > 0 && !grpo_and_kl && c.method != Method::kOpd) {
     throw UsageError("cord.fkl_mixture mixes into a reverse-KL token loss (cord, cord-unweighted, opd), not cord.method=" +
                      name_of(c.method));
+  }
+  if (c.loss_chunk_rows > 0 && c.ppo_inner_steps > 1) {
+    throw UsageError("cord.loss_chunk_rows=" + std::to_string(c.loss_chunk_rows) +
+                     " needs a loss linear in the log-probabilities; PPO's clipped ratio (cord.ppo_inner_steps=" +
+                     std::to_string(c.ppo_inner_steps) + ") is not: set one of them back (0, 1)");
   }
   if (!(c.decoder_lr_scale > 0 && c.decoder_lr_scale <= 100)) {
     throw UsageError("cord.decoder_lr_scale=" + std::to_string(c.decoder_lr_scale) +

@@ -82,14 +82,15 @@ double mel_to_hz(double mel) {
 
 }  // namespace
 
-std::vector<float> mel_filterbank() {
+std::vector<float> mel_filterbank(int n_mels) {
+  if (n_mels < 1) throw UsageError("mel_filterbank: n_mels must be >= 1, got " + std::to_string(n_mels));
   const int bins = kFftSize / 2 + 1;
   const double nyquist = kSampleRate / 2.0;
-  std::vector<double> mel_hz(kMelBins + 2);
+  std::vector<double> mel_hz(static_cast<std::size_t>(n_mels) + 2);
   const double mel_max = hz_to_mel(nyquist);
-  for (int m = 0; m < kMelBins + 2; ++m) mel_hz[static_cast<std::size_t>(m)] = mel_to_hz(mel_max * m / (kMelBins + 1));
-  std::vector<float> weights(static_cast<std::size_t>(kMelBins) * bins, 0.0f);
-  for (int m = 0; m < kMelBins; ++m) {
+  for (int m = 0; m < n_mels + 2; ++m) mel_hz[static_cast<std::size_t>(m)] = mel_to_hz(mel_max * m / (n_mels + 1));
+  std::vector<float> weights(static_cast<std::size_t>(n_mels) * bins, 0.0f);
+  for (int m = 0; m < n_mels; ++m) {
     const double lo = mel_hz[static_cast<std::size_t>(m)], mid = mel_hz[static_cast<std::size_t>(m) + 1],
                  hi = mel_hz[static_cast<std::size_t>(m) + 2];
     const double area_norm = 2.0 / (hi - lo);  // Slaney normalisation: constant energy per band
@@ -103,6 +104,27 @@ std::vector<float> mel_filterbank() {
   return weights;
 }
 
+namespace {
+
+// Whisper's log-mel scaling of audio [samples] -> [n_mels, samples / kHopLength]: power
+// spectrum of the centred, reflect-padded STFT (last frame dropped), mel filterbank,
+// log10(max(x, 1e-10)), clamped to (max - 8), then (x + 4) / 4.
+at::Tensor whisper_scaled_log_mel(const at::Tensor& audio, int n_mels) {
+  const at::Tensor filters =
+      torch::from_blob(mel_filterbank(n_mels).data(), {n_mels, kFftSize / 2 + 1}, torch::kFloat32).clone();
+  static const at::Tensor window = torch::hann_window(kFftSize, torch::TensorOptions().dtype(torch::kFloat32));
+  // [bins, frames + 1] complex -> power, last frame dropped (as Whisper does) -> [bins, frames]
+  const at::Tensor spectrum = torch::stft(audio, kFftSize, kHopLength, kFftSize, window, /*center=*/true,
+                                          /*pad_mode=*/"reflect", /*normalized=*/false, /*onesided=*/true,
+                                          /*return_complex=*/true);
+  const at::Tensor power = spectrum.slice(1, 0, spectrum.size(1) - 1).abs().pow(2);
+  at::Tensor log_spec = torch::matmul(filters, power).clamp_min(1e-10).log10();  // [mels, frames]
+  log_spec = torch::maximum(log_spec, log_spec.max() - 8.0);
+  return (log_spec + 4.0) / 4.0;
+}
+
+}  // namespace
+
 float half_to_float(std::uint16_t bits) {
   return c10::Half(bits, c10::Half::from_bits()).operator float();
 }
@@ -113,27 +135,33 @@ LogMel log_mel(const std::vector<float>& samples_16k) {
     throw Error("audio of " + std::to_string(samples_16k.size()) + " samples is shorter than one " +
                 std::to_string(kFftSize) + "-sample window");
   }
-  static const at::Tensor filters =
-      torch::from_blob(const_cast<float*>(mel_filterbank().data()), {kMelBins, kFftSize / 2 + 1}, torch::kFloat32)
-          .clone();
-  static const at::Tensor window = torch::hann_window(kFftSize, torch::TensorOptions().dtype(torch::kFloat32));
   const at::Tensor audio = torch::from_blob(const_cast<float*>(samples_16k.data()),
                                             {static_cast<std::int64_t>(samples_16k.size())}, torch::kFloat32);
-  // [bins, frames + 1] complex -> power, last frame dropped (as Whisper does) -> [bins, frames]
-  const at::Tensor spectrum = torch::stft(audio, kFftSize, kHopLength, kFftSize, window, /*center=*/true,
-                                          /*pad_mode=*/"reflect", /*normalized=*/false, /*onesided=*/true,
-                                          /*return_complex=*/true);
-  const at::Tensor power = spectrum.slice(1, 0, spectrum.size(1) - 1).abs().pow(2);
-  at::Tensor mel = torch::matmul(filters, power);  // [mels, frames]
-  at::Tensor log_spec = mel.clamp_min(1e-10).log10();
-  log_spec = torch::maximum(log_spec, log_spec.max() - 8.0);
-  log_spec = (log_spec + 4.0) / 4.0;
-  const at::Tensor half = log_spec.t().contiguous().to(torch::kFloat16);  // [frames, mels]
+  const at::Tensor half = whisper_scaled_log_mel(audio, kMelBins).t().contiguous().to(torch::kFloat16);  // [frames, mels]
   if (!torch::isfinite(half).all().item<bool>()) throw Error("log-mel features are not finite");
   LogMel out;
   out.frames = half.size(0);
   out.values.resize(static_cast<std::size_t>(half.numel()));
   std::memcpy(out.values.data(), half.data_ptr(), out.values.size() * sizeof(std::uint16_t));
+  return out;
+}
+
+WhisperFeatures whisper_log_mel(const std::vector<float>& samples_16k, int n_mels, std::int64_t window_samples) {
+  const auto samples = static_cast<std::int64_t>(samples_16k.size());
+  if (samples == 0) throw UsageError("whisper_log_mel: the audio is empty");
+  if (samples > window_samples) {
+    throw UsageError("audio of " + std::to_string(samples) + " samples (" + std::to_string(samples / kSampleRate) +
+                     " s) is longer than the encoder's window of " + std::to_string(window_samples) + " samples (" +
+                     std::to_string(window_samples / kSampleRate) + " s)");
+  }
+  at::Tensor padded = torch::zeros({window_samples}, torch::kFloat32);
+  padded.narrow(0, 0, samples).copy_(torch::from_blob(const_cast<float*>(samples_16k.data()), {samples}, torch::kFloat32));
+  const at::Tensor features = whisper_scaled_log_mel(padded, n_mels).contiguous();  // [n_mels, frames]
+  WhisperFeatures out;
+  out.n_mels = n_mels;
+  out.frames = features.size(1);
+  out.valid_frames = std::min(out.frames, (samples + kHopLength - 1) / kHopLength);
+  out.values.assign(features.data_ptr<float>(), features.data_ptr<float>() + features.numel());
   return out;
 }
 

@@ -80,6 +80,20 @@ at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Agg
   throw Error("unknown aggregation");
 }
 
+at::Tensor aggregation_weights(const at::Tensor& mask, Aggregation aggregation) {
+  CORD_CHECK(mask.dim() == 2, "mask must be [B, T]");
+  const at::Tensor valid = mask.to(torch::kFloat);
+  switch (aggregation) {
+    case Aggregation::kSum:
+      return valid / static_cast<double>(mask.size(0));
+    case Aggregation::kTokenMean:
+      return valid / valid.sum().clamp_min(1.0);
+    case Aggregation::kSequenceMean:
+      return valid / (valid.sum(1, /*keepdim=*/true).clamp_min(1.0) * static_cast<double>(mask.size(0)));
+  }
+  throw Error("unknown aggregation");
+}
+
 TokenTerms token_terms(TokenLoss kind, const at::Tensor& student_logits, const at::Tensor& teacher_logits,
                        const at::Tensor& targets, const at::Tensor& mask, double alpha, double beta, int64_t top_k,
                        const comm::ProcessGroup& tp_group, double top_k_fraction) {

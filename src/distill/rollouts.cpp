@@ -183,8 +183,12 @@ ResponseLogits response_logits(const at::Tensor& logits, const model::DecoderBat
   return out;
 }
 
-at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows& questions,
-                                   const model::TokenRows& responses, int64_t width) {
+namespace {
+
+// The teacher's forward over each text question + rollout: the final hidden states at the
+// predicting positions, or the logits there when `logits`.
+at::Tensor teacher_response_pass(model::Lalm& teacher, const model::TokenRows& questions,
+                                 const model::TokenRows& responses, int64_t width, bool logits) {
   CORD_CHECK(questions.size() == responses.size(), "one question per rollout expected");
   torch::NoGradGuard no_grad;
   std::vector<model::SequenceSpec> specs(questions.size());
@@ -195,8 +199,22 @@ at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows&
   const model::DecoderBatch inputs =
       model::assemble_sequences(teacher, at::Tensor(), at::Tensor(), specs,
                                 eval::ModelVocabulary::tokens_of(teacher->config()), model::Padding::kRight);
-  const at::Tensor logits = teacher->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
-  return response_logits(logits, inputs, responses, width).logits;
+  const at::Tensor hidden = teacher->decoder->hidden(inputs.embeds, inputs.positions, inputs.mask);
+  // The logits path applies the head to every position before gathering, as it always has
+  // (the same numbers bit for bit); the chunked path gathers the hidden states only.
+  return response_logits(logits ? teacher->decoder->logits(hidden) : hidden, inputs, responses, width).logits;
+}
+
+}  // namespace
+
+at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows& questions,
+                                   const model::TokenRows& responses, int64_t width) {
+  return teacher_response_pass(teacher, questions, responses, width, /*logits=*/true);
+}
+
+at::Tensor teacher_response_hidden(model::Lalm& teacher, const model::TokenRows& questions,
+                                   const model::TokenRows& responses, int64_t width) {
+  return teacher_response_pass(teacher, questions, responses, width, /*logits=*/false);
 }
 
 }  // namespace cord::distill

@@ -89,6 +89,17 @@ at::Tensor DecoderImpl::embed(const at::Tensor& ids) { return embedding->forward
 
 at::Tensor DecoderImpl::forward(const at::Tensor& embeds, const at::Tensor& positions, const AttentionMask& mask,
                                 KvCache* cache) {
+  return logits(hidden(embeds, positions, mask, cache));
+}
+
+at::Tensor DecoderImpl::logits(const at::Tensor& x) {
+  return mask_vocab_padding(lm_head ? lm_head->forward(x) : embedding->project(x), vocab_size_, tp_group_);
+}
+
+at::Tensor DecoderImpl::head_weight() const { return lm_head ? lm_head->weight : embedding->weight; }
+
+at::Tensor DecoderImpl::hidden(const at::Tensor& embeds, const at::Tensor& positions, const AttentionMask& mask,
+                               KvCache* cache) {
   const int64_t steps = embeds.size(1);
   const int64_t start = cache != nullptr ? cache->length : 0;
   CORD_CHECK(start + steps <= rope_.max_positions(),
@@ -104,8 +115,7 @@ at::Tensor DecoderImpl::forward(const at::Tensor& embeds, const at::Tensor& posi
     x = blocks[i]->as<TransformerBlock>()->forward(x, positions, rope_, mask, layer, start);
   }
   if (cache != nullptr) cache->length += steps;
-  x = norm->forward(x);
-  return mask_vocab_padding(lm_head ? lm_head->forward(x) : embedding->project(x), vocab_size_, tp_group_);
+  return norm->forward(x);
 }
 
 KvCache DecoderImpl::make_cache(int64_t batch, int64_t capacity) const {

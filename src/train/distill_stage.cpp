@@ -7,6 +7,7 @@
 #include <iomanip>
 #include <numeric>
 #include <sstream>
+#include <tuple>
 
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/comm/collectives.hpp"
@@ -14,6 +15,7 @@
 #include "cord/core/log.hpp"
 #include "cord/data/corpus.hpp"
 #include "cord/data/rng.hpp"
+#include "cord/distill/chunked_loss.hpp"
 #include "cord/distill/judge.hpp"
 #include "cord/distill/losses.hpp"
 #include "cord/distill/rollouts.hpp"
@@ -43,7 +45,10 @@ struct RowRange {
 // audio prompt.
 struct StudentPass {
   model::TokenRows responses;  // [rows] the rollouts, in row order
+  // At each response position: the logits [rows, T, V/P], or with cord.loss_chunk_rows > 0
+  // the final hidden states [rows, T, d] (chunked_loss.hpp applies the head a chunk at a time).
   distill::ResponseLogits logits;
+  bool chunked = false;
   RowRange token;      // what the token loss reads: the token rollouts, or the group's rows
   RowRange group;      // the N GRPO rollouts of each prompt, prompt-major
   RowRange reference;  // the teacher's text references (cord.fkl_mixture > 0), one per prompt
@@ -81,6 +86,9 @@ class DistillStage final : public Stage {
   at::Tensor divergence_term(TokenLoss kind, const MicroBatch& micro, const StudentPass& student, RowRange rows,
                              int64_t per_prompt, double scale_per_token, StepTimer& timer, StepStats& stats);
   at::Tensor sequence_term(const MicroBatch& micro, const StudentPass& student);
+  at::Tensor sequence_log_probs(const StudentPass& student, int64_t prompts) const;
+  std::pair<at::Tensor, at::Tensor> chunked_grpo(const StudentPass& student, const at::Tensor& advantages,
+                                                 int64_t prompts);
   double forward_flops(double positions, double context) const;
 
   StageContext& c_;
@@ -144,6 +152,7 @@ std::string DistillStage::describe() const {
   if (cc.top_k_fraction > 0 && plan_.alpha != 1.0) text << ", alpha on " << cc.top_k_fraction << " of each rollout's positions";
   if (plan_.token_on_group) text << ", the token loss on the N group rollouts";
   if (plan_.fkl_mixture > 0) text << ", forward-KL mixture lambda = " << plan_.fkl_mixture << " on the text references";
+  if (cc.loss_chunk_rows > 0) text << ", losses from hidden states " << cc.loss_chunk_rows << " rollout(s) at a time";
   return text.str();
 }
 
@@ -261,8 +270,9 @@ StudentPass DistillStage::student_pass(const MicroBatch& micro) {
   const model::DecoderBatch inputs =
       model::assemble_sequences(c_.model, frames, frame_lengths, specs,
                                 eval::ModelVocabulary::tokens_of(c_.model->config()), model::Padding::kRight);
-  const at::Tensor logits = c_.model->decoder->forward(inputs.embeds, inputs.positions, inputs.mask);
-  pass.logits = distill::response_logits(logits, inputs, pass.responses);
+  const at::Tensor hidden = c_.model->decoder->hidden(inputs.embeds, inputs.positions, inputs.mask);
+  pass.chunked = c_.config.cord.loss_chunk_rows > 0;
+  pass.logits = distill::response_logits(pass.chunked ? hidden : c_.model->decoder->logits(hidden), inputs, pass.responses);
   pass.positions = static_cast<double>(sum_of(inputs.lengths));
   pass.context = static_cast<double>(inputs.embeds.size(1));
   return pass;
@@ -287,58 +297,109 @@ at::Tensor DistillStage::token_term(const MicroBatch& micro, const StudentPass& 
 at::Tensor DistillStage::divergence_term(TokenLoss kind, const MicroBatch& micro, const StudentPass& student,
                                          RowRange rows, int64_t per_prompt, double scale_per_token, StepTimer& timer,
                                          StepStats& stats) {
-  const at::Tensor s_logits = student.logits.logits.narrow(0, rows.begin, rows.count);
+  const at::Tensor s_values = student.logits.logits.narrow(0, rows.begin, rows.count);
   const at::Tensor mask = student.logits.mask.narrow(0, rows.begin, rows.count);
+  const at::Tensor targets = student.logits.targets.narrow(0, rows.begin, rows.count);
   const model::TokenRows responses(student.responses.begin() + rows.begin,
                                    student.responses.begin() + rows.begin + rows.count);
-  at::Tensor t_logits;
+  at::Tensor t_values;  // the teacher's logits or (chunked) hidden states at the same positions
   if (kind != TokenLoss::kCrossEntropy) {
     // The teacher reads the text question and the same rollout; it never gets a gradient.
     const StepTimer::Scope timed = timer.time(Phase::kTeacher);
     const model::TokenRows prompts = eval::token_rows(micro.part.question, micro.part.question_mask);
     model::TokenRows questions;
     for (const auto& q : prompts) questions.insert(questions.end(), static_cast<size_t>(per_prompt), q);
-    t_logits = distill::teacher_response_logits(teacher(), questions, responses, s_logits.size(1));
+    t_values = student.chunked ? distill::teacher_response_hidden(teacher(), questions, responses, s_values.size(1))
+                               : distill::teacher_response_logits(teacher(), questions, responses, s_values.size(1));
     double teacher_positions = 0;
     for (size_t r = 0; r < questions.size(); ++r) {
       teacher_positions += static_cast<double>(questions[r].size() + responses[r].size());
     }
-    stats.flops += forward_flops(teacher_positions, static_cast<double>(s_logits.size(1)));
+    stats.flops += forward_flops(teacher_positions, static_cast<double>(s_values.size(1)));
   }
   const CordConfig& cc = c_.config.cord;
-  const distill::TokenTerms terms =
-      distill::token_terms(kind, s_logits, t_logits, student.logits.targets.narrow(0, rows.begin, rows.count), mask,
-                           plan_.alpha, plan_.beta, cc.top_k, c_.groups.tp, cc.top_k_fraction);
-  if (terms.divergence.defined()) {
-    stats.divergence_sum += (terms.divergence.detach() * mask.to(terms.divergence.scalar_type())).sum().item<double>();
+  at::Tensor loss, divergence;
+  if (student.chunked) {
+    // The aggregation is linear: its per-position coefficients join CORD's weights.
+    const at::Tensor coefficients = distill::aggregation_weights(mask, cc.aggregation);
+    const distill::ChunkWeights weights = [&](const at::Tensor& term, int64_t first) {
+      const at::Tensor c = coefficients.narrow(0, first, term.size(0));
+      if (kind != TokenLoss::kReverseKl) return c;
+      return distill::cord_weights(term, mask.narrow(0, first, term.size(0)), plan_.alpha, plan_.beta, cc.top_k,
+                                   cc.top_k_fraction) * c;
+    };
+    const distill::ChunkedLoss out = distill::chunked_token_loss(
+        kind, {s_values, c_.model->decoder->head_weight()}, {t_values, teacher()->decoder->head_weight()}, targets,
+        c_.model->decoder->vocab_size(), cc.loss_chunk_rows, weights, c_.groups.tp);
+    loss = out.loss;
+    if (kind != TokenLoss::kCrossEntropy) divergence = out.term;
+  } else {
+    const distill::TokenTerms terms = distill::token_terms(kind, s_values, t_values, targets, mask, plan_.alpha,
+                                                           plan_.beta, cc.top_k, c_.groups.tp, cc.top_k_fraction);
+    loss = distill::aggregate(terms.per_position, mask, cc.aggregation);
+    divergence = terms.divergence;
+  }
+  if (divergence.defined()) {
+    stats.divergence_sum += (divergence.detach() * mask.to(divergence.scalar_type())).sum().item<double>();
     stats.divergence_tokens += mask.sum().item<double>();
   }
   // token_mean: a mean over the global batch's tokens; sum / sequence_mean: over its rollouts.
   const double prompt_share = static_cast<double>(micro.end - micro.begin) / static_cast<double>(micro.local_batch);
   const double scale =
       cc.aggregation == distill::Aggregation::kTokenMean ? mask.sum().item<double>() * scale_per_token : prompt_share;
-  return distill::aggregate(terms.per_position, mask, cc.aggregation) * scale;
+  return loss * scale;
+}
+
+// The sequence log-probabilities [P_c, N] of the group rollouts (differentiable), from
+// their logits.
+at::Tensor DistillStage::sequence_log_probs(const StudentPass& student, int64_t prompts) const {
+  const RowRange rows = student.group;
+  const at::Tensor targets = student.logits.targets.narrow(0, rows.begin, rows.count);
+  const at::Tensor mask = student.logits.mask.narrow(0, rows.begin, rows.count);
+  const at::Tensor nll = model::vocab_parallel_cross_entropy(float32(student.logits.logits.narrow(0, rows.begin, rows.count)),
+                                                             targets, c_.groups.tp);
+  return -(nll * mask.to(nll.scalar_type())).sum(1).view({prompts, plan_.group_size});
+}
+
+// GRPO's loss -(1/(N P_c)) sum_i A_i log p(y_i) from the hidden states, chunked: it is
+// sum_{i,t} A_i / (N P_c) nll_{i,t}, a weighted cross-entropy whose weights are known before
+// the pass. Returns the loss and the (detached) sequence log-probabilities [P_c, N].
+std::pair<at::Tensor, at::Tensor> DistillStage::chunked_grpo(const StudentPass& student, const at::Tensor& advantages,
+                                                             int64_t prompts) {
+  const RowRange rows = student.group;
+  const at::Tensor targets = student.logits.targets.narrow(0, rows.begin, rows.count);
+  const at::Tensor mask = student.logits.mask.narrow(0, rows.begin, rows.count);
+  const at::Tensor per_row =
+      advantages.reshape({rows.count, 1}).to(torch::kFloat) / static_cast<double>(prompts * plan_.group_size);
+  const distill::ChunkWeights weights = [&](const at::Tensor& term, int64_t first) {
+    return mask.narrow(0, first, term.size(0)).to(torch::kFloat) * per_row.narrow(0, first, term.size(0));
+  };
+  const distill::ChunkedLoss out = distill::chunked_token_loss(
+      TokenLoss::kCrossEntropy, {student.logits.logits.narrow(0, rows.begin, rows.count), c_.model->decoder->head_weight()},
+      {}, targets, c_.model->decoder->vocab_size(), c_.config.cord.loss_chunk_rows, weights, c_.groups.tp);
+  const at::Tensor log_probs = -(out.term * mask.to(out.term.scalar_type())).sum(1).view({prompts, plan_.group_size});
+  return {out.loss, log_probs};
 }
 
 // The GRPO term of the micro-batch (scaled), from the group rollouts' rows.
 at::Tensor DistillStage::sequence_term(const MicroBatch& micro, const StudentPass& student) {
   const CordConfig& cc = c_.config.cord;
-  const int64_t chunk = micro.end - micro.begin, n = plan_.group_size;
-  const RowRange rows = student.group;
-  const at::Tensor g_logits = student.logits.logits.narrow(0, rows.begin, rows.count);
-  const at::Tensor targets = student.logits.targets.narrow(0, rows.begin, rows.count);
-  const at::Tensor mask = student.logits.mask.narrow(0, rows.begin, rows.count);
-  const at::Tensor nll = model::vocab_parallel_cross_entropy(float32(g_logits), targets, c_.groups.tp);
-  const at::Tensor sequence_log_probs = -(nll * mask.to(nll.scalar_type())).sum(1).view({chunk, n});  // [P_c, N]
-  const at::Tensor a = advantages_.narrow(0, micro.begin, chunk).to(sequence_log_probs.device());
-  at::Tensor term;
-  if (cc.ppo_inner_steps > 1 && old_log_probs_.defined()) {
-    // PPO: the sequence ratio against the rollout-time policy, clipped.
-    const at::Tensor ratio = (sequence_log_probs - old_log_probs_.narrow(0, micro.begin, chunk)).exp();
-    const at::Tensor surrogate = torch::min(ratio * a, ratio.clamp(1.0 - cc.ppo_clip, 1.0 + cc.ppo_clip) * a);
-    term = -surrogate.mean();
+  const int64_t chunk = micro.end - micro.begin;
+  const at::Tensor a = advantages_.narrow(0, micro.begin, chunk).to(student.logits.mask.device());
+  at::Tensor term, sequence_log_probs;
+  if (student.chunked) {
+    CORD_CHECK(cc.ppo_inner_steps == 1, "cord.loss_chunk_rows with PPO inner steps (config validation let it through)");
+    std::tie(term, sequence_log_probs) = chunked_grpo(student, a, chunk);
   } else {
-    term = distill::grpo_loss(sequence_log_probs, a);
+    sequence_log_probs = this->sequence_log_probs(student, chunk);  // [P_c, N]
+    if (cc.ppo_inner_steps > 1 && old_log_probs_.defined()) {
+      // PPO: the sequence ratio against the rollout-time policy, clipped.
+      const at::Tensor ratio = (sequence_log_probs - old_log_probs_.narrow(0, micro.begin, chunk)).exp();
+      const at::Tensor surrogate = torch::min(ratio * a, ratio.clamp(1.0 - cc.ppo_clip, 1.0 + cc.ppo_clip) * a);
+      term = -surrogate.mean();
+    } else {
+      term = distill::grpo_loss(sequence_log_probs, a);
+    }
   }
   if (log_probs_.defined()) log_probs_.narrow(0, micro.begin, chunk).copy_(sequence_log_probs.detach());
   return term * (static_cast<double>(chunk) / static_cast<double>(micro.local_batch));

@@ -673,16 +673,20 @@ def case_distill_determinism():
 
 
 def case_distill_layouts_np2():
-    """Micro-batches and tp = 2 give the losses of one pass on one rank (same rollouts), for
-    the paper's method and with the variants that add rows (the token loss on the group's
-    rollouts, the forward-KL mixture on the references)."""
+    """Micro-batches, tp = 2 and the chunked losses (cord.loss_chunk_rows, from the hidden
+    states) give the losses of one pass on one rank (same rollouts), for the paper's method,
+    with the variants that add rows (the token loss on the group's rollouts, the forward-KL
+    mixture on the references), and for SFT's cross-entropy."""
     base = os.path.join(ARGS.work_dir, "distill-layouts")
     for method, method_sets in (("paper", []), ("variants", ["--set", "cord.token_rollouts=group",
-                                                             "--set", "cord.fkl_mixture=0.4"])):
+                                                             "--set", "cord.fkl_mixture=0.4"]),
+                                ("sft", ["--set", "cord.method=sft"])):
         sets = ["--set", "train.val_items=0", "--set", "cord.aggregation=token_mean", *method_sets]
         reference = distill(f"{base}-{method}-1", *sets, ranks=1)[1]
         for name, extra, ranks in (("micro", ["--set", "train.micro_batch=1"], 1),
-                                   ("tp2", ["--set", "parallel.tp=2"], 2)):
+                                   ("tp2", ["--set", "parallel.tp=2"], 2),
+                                   ("chunked", ["--set", "cord.loss_chunk_rows=1"], 1),
+                                   ("chunked-tp2", ["--set", "cord.loss_chunk_rows=3", "--set", "parallel.tp=2"], 2)):
             proc, records = distill(f"{base}-{method}-{name}", *sets, *extra, ranks=ranks)
             expect(proc.returncode == 0, f"{method} {name} runs", proc)
             for a, b in zip(distill_trace(reference), distill_trace(records)):
@@ -752,6 +756,9 @@ def case_distill_bad_input():
            "a forward-KL mixture without a reverse-KL token loss", proc)
     proc, _ = distill(scratch, "--set", "cord.top_k_fraction=1.5")
     expect(proc.returncode == 2 and "cord.top_k_fraction" in proc.stderr, "a fraction above 1", proc)
+    proc, _ = distill(scratch, "--set", "cord.loss_chunk_rows=2", "--set", "cord.ppo_inner_steps=2")
+    expect(proc.returncode == 2 and "cord.loss_chunk_rows=2 needs a loss linear in the log-probabilities" in proc.stderr,
+           "chunked losses with PPO's clipped ratio", proc)
 
 
 # --- one training loop for every stage: the same numbers as the loops it replaced ----------
@@ -1562,6 +1569,24 @@ def case_protocol_tiny():
     expect(rows[("transfer", 2, "cord")]["seeds"] == [1, 2] and rows[("transfer", 4, "sft")]["seeds"] == [1],
            f"seeds per row: {[(k, r['seeds']) for k, r in rows.items()]}")
     expect(os.path.exists(os.path.join(work, "results", "protocol.png")), "the plot is written")
+    # A later sitting without the run folders: the records are the protocol's state.
+    archive = os.path.join(work, "results", "protocol_cells")
+    expect(os.path.exists(os.path.join(archive, "base.json")) and
+           os.path.exists(os.path.join(archive, "in_domain-4/sft-s1.json")), f"records in {archive}")
+    subprocess.run(["rm", "-rf", runs, os.path.join(work, "results", "protocol.json")], check=True)
+    third = run([script, pipeline_dir(), runs], timeout=240, env=env)
+    expect(third.returncode == 0 and "10/10 in_domain-4/sft-s1: done" in third.stderr and
+           not re.search(r": (transfer|in_domain), \d+ steps", third.stderr), "the base is evaluated again and matches; no cell trains", third)
+    again = json.load(open(os.path.join(work, "results", "protocol.json")))
+    expect(again["cells_done"] == 10 and again["rows"] == result["rows"],
+           "the summary from the records alone is the same", again)
+    # Records of another base are refused, not mixed.
+    base_record = json.load(open(os.path.join(archive, "base.json")))
+    base_record["model_sha256"] = "0" * 64
+    json.dump(base_record, open(os.path.join(archive, "base.json"), "w"))
+    other = run([script, pipeline_dir(), runs], timeout=240, env=env)
+    expect(other.returncode != 0 and "align/model.h5" in other.stderr and
+           "is not the base the records in" in other.stderr, "another base is named and refused", other)
 
 
 def case_gpu_pipeline():

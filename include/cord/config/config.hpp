@@ -211,6 +211,10 @@ struct CordConfig {
   // lambda in [0, 1): token loss = (1 - lambda) reverse KL on the audio rollouts + lambda
   // forward KL on the teacher's text references (GKD's mixture of on- and off-policy data)
   double fkl_mixture = 0;
+  // > 0: the token losses (and GRPO's log-probabilities) are computed from the final hidden
+  // states this many rollouts at a time (distill/chunked_loss.hpp), never materialising the
+  // [rollouts, T, V] logits; 0 = the logits path. Same losses and gradients either way.
+  std::int64_t loss_chunk_rows = 0;
 };
 
 // [eval] `cord eval`: greedy decoding of one split with audio and with text input.

@@ -33,8 +33,9 @@ void add_white_noise(std::vector<float>& samples, double snr_db, std::uint64_t s
 // the file's sample rate. Throws UsageError naming the file when it is unreadable or empty.
 std::vector<float> read_audio_file(const std::string& path, int* sample_rate);
 
-// The mel filterbank, [kMelBins, kFftSize / 2 + 1] row-major.
-std::vector<float> mel_filterbank();
+// The mel filterbank, [n_mels, kFftSize / 2 + 1] row-major (Slaney scale and area
+// normalisation over 0..8 kHz, as Whisper's).
+std::vector<float> mel_filterbank(int n_mels = kMelBins);
 
 // Log-mel features of 16 kHz mono audio: frames = samples.size() / kHopLength rows of
 // kMelBins float16 values (raw binary16 bits), row-major [frames, kMelBins]. Throws Error
@@ -44,6 +45,22 @@ struct LogMel {
   std::vector<std::uint16_t> values;  // [frames, kMelBins] binary16
 };
 LogMel log_mel(const std::vector<float>& samples_16k);
+
+// Whisper's input exactly as Hugging Face's WhisperFeatureExtractor computes it: the audio
+// zero-padded to `window_samples` (30 s = 480,000 at 16 kHz; Whisper's encoder reads a fixed
+// window), the same STFT, filterbank and scaling as log_mel with n_mels bins (80 for Whisper
+// up to large-v2, 128 for large-v3 and Qwen2-Audio), the maximum taken over the whole
+// padded window. valid_frames = ceil(samples / kHopLength): the frames the extractor's
+// attention mask marks (its sample mask read every kHopLength samples).
+// Throws UsageError when the audio is longer than the window or empty.
+struct WhisperFeatures {
+  int n_mels = 0;
+  std::int64_t frames = 0;        // window_samples / kHopLength (3000 for 30 s)
+  std::int64_t valid_frames = 0;  // the frames that hold the audio
+  std::vector<float> values;      // [n_mels, frames] row-major, float32
+};
+WhisperFeatures whisper_log_mel(const std::vector<float>& samples_16k, int n_mels,
+                                std::int64_t window_samples = 30 * kSampleRate);
 
 // binary16 helpers (round to nearest even), for tests and readers.
 float half_to_float(std::uint16_t bits);

@@ -37,6 +37,11 @@ at::Tensor cord_weights(const at::Tensor& divergence, const at::Tensor& mask, do
 //   kSequenceMean  mean over each rollout's positions, then mean over rollouts
 using Aggregation = cord::Aggregation;
 at::Tensor aggregate(const at::Tensor& per_position, const at::Tensor& mask, Aggregation aggregation);
+// The same reduction as per-position coefficients c [B, T] (float32, 0 where masked), so that
+// aggregate(x, mask, a) == sum(c * x) for every x: 1/B (sum), 1/valid positions (token_mean),
+// 1/(B * the row's length) (sequence_mean). For losses that weight positions before summing
+// (chunked_loss.hpp).
+at::Tensor aggregation_weights(const at::Tensor& mask, Aggregation aggregation);
 
 // rewards [P, N] (N rollouts of each of P prompts) -> advantages [P, N].
 at::Tensor grpo_advantages(const at::Tensor& rewards, bool normalize_by_std);

@@ -54,8 +54,9 @@ Rollouts generate_rollouts(model::Lalm& model, model::Lalm& teacher, const data:
 // Logits at the positions that predict each sequence's response tokens, gathered into a
 // dense block: logits [R, W, V/P] of a right-padded batch -> [R, T, V/P] with
 // T = `width`, or the longest response when 0; row r position t predicts response token t.
+// Any per-position features gather the same way: hidden states [R, W, d] -> [R, T, d].
 struct ResponseLogits {
-  at::Tensor logits;   // [R, T, V/P]
+  at::Tensor logits;   // [R, T, V/P] (or [R, T, d] of hidden states)
   at::Tensor targets;  // [R, T] int64, -1 past the response
   at::Tensor mask;     // [R, T] bool: t < response length (a contiguous prefix)
 };
@@ -65,6 +66,10 @@ ResponseLogits response_logits(const at::Tensor& logits, const model::DecoderBat
 // The teacher pass: `teacher` reads each text question followed by the same rollout, one
 // batched forward under no-grad -> response logits [R, width, V/P] (never part of a graph).
 at::Tensor teacher_response_logits(model::Lalm& teacher, const model::TokenRows& questions,
+                                   const model::TokenRows& responses, int64_t width);
+// The same pass, returning the teacher's final hidden states there [R, width, d_t] (for
+// chunked_loss.hpp, which applies the teacher's head a chunk at a time).
+at::Tensor teacher_response_hidden(model::Lalm& teacher, const model::TokenRows& questions,
                                    const model::TokenRows& responses, int64_t width);
 
 }  // namespace cord::distill

@@ -61,9 +61,17 @@ class DecoderImpl : public torch::nn::Module {
   DecoderImpl(const ModelConfig& config, const comm::ProcessGroup& tp_group);
   at::Tensor embed(const at::Tensor& ids);  // [B, T] -> [B, T, d]
   // embeds [B, T, d], positions [B, T] -> logits [B, T, V/P]. With `cache`, appends T
-  // slots to it (see KvCache).
+  // slots to it (see KvCache). forward = logits(hidden(...)).
   at::Tensor forward(const at::Tensor& embeds, const at::Tensor& positions, const AttentionMask& mask,
                      KvCache* cache = nullptr);
+  // The final norm's output [B, T, d] (what the LM head reads).
+  at::Tensor hidden(const at::Tensor& embeds, const at::Tensor& positions, const AttentionMask& mask,
+                    KvCache* cache = nullptr);
+  // hidden [..., d] -> logits [..., V/P], padded vocabulary rows masked.
+  at::Tensor logits(const at::Tensor& hidden);
+  // The LM head's rows on this rank [V/P, d]: its own matrix, or the embedding table when tied.
+  at::Tensor head_weight() const;
+  int64_t vocab_size() const { return vocab_size_; }
   // An empty cache for `batch` sequences of up to `capacity` positions.
   KvCache make_cache(int64_t batch, int64_t capacity) const;
 
