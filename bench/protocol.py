@@ -2,10 +2,21 @@
 
   python3 bench/protocol.py plan        the cells to run, one per line, most important first:
                                         CELL<TAB>REGIME<TAB>STEPS<TAB>METHOD<TAB>SEED<TAB>SETS
-  python3 bench/protocol.py summarize --base BASE --runs RUNS --out OUT [--command C]
-                                        OUT.json, OUT.md and OUT.png from the finished cells
+  python3 bench/protocol.py archive --base-run BASE_RUN --runs RUNS --archive DIR [--cell CELL]
+                                        records the base's eval and the finished cells in DIR
+  python3 bench/protocol.py summarize --archive DIR --out OUT [--command C]
+                                        OUT.json, OUT.md and OUT.png from the archived cells
 
 A cell is one distill run from the base and its eval: RUNS/CELL/{distill,eval,wall.tsv}.
+Its record in the archive (DIR/CELL.json, a few kB: per-item correctness, the eval's
+report, the validation curve, ms/step, wall time) is what the summary reads, and what a
+later sitting keeps: the run folders (checkpoints, the corpus) may be gone. DIR/base.json
+is the base's eval with its fingerprints: the SHA-256 of the base checkpoint's bytes (every
+cell record carries the one it started from; records of another base are refused rather
+than mixed), of the test items it was scored on (row, family, answer: a regenerated corpus
+must give the same), and of its predictions (on another CPU they may differ in a few items,
+which is reported; the archived eval stays the base). Training is not bit-exact across CPU
+models, so a cell is one sample of its method on the machine its record names.
 Regimes: transfer (distil on the arithmetic family alone, train.families = arithmetic) and
 in_domain (every family); both evaluate every family of the test split. The plan is the
 product of the environment's knobs (defaults in brackets):
@@ -33,6 +44,7 @@ when its interval excludes 0.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import sys
@@ -56,6 +68,7 @@ VARIANTS = {
     "sft-then-cord": ("cord", [], ("sft", 500)),                          # half SFT, then CORD
 }
 BOOTSTRAP_REPLICATES = 4000
+RECORD_FORMAT = 1  # of the archive's records (base.json, CELL.json)
 
 
 def words(name, default):
@@ -151,7 +164,8 @@ def wall_seconds(cell_dir):
     return total
 
 
-def load_cell(runs, cell):
+def cell_from_run(runs, cell):
+    """The finished cell RUNS/CELL as a dict (None while its eval is missing)."""
     d = os.path.join(runs, cell[0])
     if not os.path.exists(os.path.join(d, "eval", "eval.json")):
         return None
@@ -171,6 +185,139 @@ def load_cell(runs, cell):
             "ms_per_step": sum(r["window_ms_per_step"] for r in steps) / len(steps) if steps else None,
             "wall_seconds": wall_seconds(d),
             "validation": [(r["step"], r["audio_accuracy"], r["text_accuracy"]) for r in last_per_step("validation")]}
+
+
+# --- the archive: one small record per cell, kept across sittings -----------------------------
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def predictions_sha256(eval_dir):
+    """Of the eval's predictions, order-free (ranks write their rows in any order)."""
+    lines = sorted(json.dumps(p, sort_keys=True) for p in read_jsonl(os.path.join(eval_dir, "predictions.jsonl")))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def pack_items(table):
+    """row -> (family, text, audio) as rows + two 0/1 strings (the records stay a few kB)."""
+    rows = sorted(table)
+    return {"rows": rows, "families": [table[r][0] for r in rows],
+            "text_correct": "".join("1" if table[r][1] else "0" for r in rows),
+            "audio_correct": "".join("1" if table[r][2] else "0" for r in rows)}
+
+
+def unpack_items(record, path):
+    rows, fams, text, audio = (record[k] for k in ("rows", "families", "text_correct", "audio_correct"))
+    if not len(rows) == len(fams) == len(text) == len(audio):
+        sys.exit(f"protocol.py: {path}: rows, families, text_correct and audio_correct differ in length")
+    return {r: (f, t == "1", a == "1") for r, f, t, a in zip(rows, fams, text, audio)}
+
+
+def write_json_atomically(path, value):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_record(path):
+    record = benchlib.load(path)
+    if record.get("format") != RECORD_FORMAT:
+        sys.exit(f"protocol.py: {path}: record format {record.get('format')}, this protocol.py reads {RECORD_FORMAT}")
+    return record
+
+
+def test_items_sha256(eval_dir):
+    """Of the test split's items as the eval saw them (row, family, answer): the corpus's
+    identity, whatever the model answered."""
+    lines = sorted(json.dumps([p["row"], p["family"], p["answer"]]) for p in
+                   read_jsonl(os.path.join(eval_dir, "predictions.jsonl")))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def archive_base(a, model_sha):
+    """Writes DIR/base.json from RUNS/base/eval, or checks that this base is the archived one:
+    the same weights (their bytes) and the same test items. Its predictions may differ on
+    another CPU (another kernel's rounding flips a greedy choice now and then): that is
+    reported, and the archived eval stays the protocol's base."""
+    path = os.path.join(a.archive, "base.json")
+    eval_dir = os.path.join(a.runs, "base", "eval")
+    have_eval = os.path.exists(os.path.join(eval_dir, "eval.json"))
+    if os.path.exists(path):
+        archived = read_record(path)
+        if archived["model_sha256"] != model_sha:
+            sys.exit(f"protocol.py: {a.base_run}/align/model.h5 (sha256 {model_sha[:12]}) is not the base the "
+                     f"records in {a.archive} started from ({path}: {archived['model_sha256'][:12]}); use another "
+                     f"archive (CORD_PROTOCOL_ARCHIVE) or that base")
+        if not have_eval:
+            return
+        if test_items_sha256(eval_dir) != archived["test_items_sha256"]:
+            sys.exit(f"protocol.py: the base's eval {eval_dir}/predictions.jsonl scored other test items than the "
+                     f"archived one ({path}): same weights, another corpus (regenerated with another config?)")
+        if predictions_sha256(eval_dir) != archived["predictions_sha256"]:
+            here, there = item_table(eval_dir), unpack_items(archived, path)
+            flips = sum(here[r][1:] != there[r][1:] for r in there)
+            print(f"protocol.py: note: the base's eval here differs from the archived one ({archived['machine']['cpu']}) "
+                  f"on {flips} of {len(there)} items; the archived eval stays the base", file=sys.stderr)
+        return
+    if not have_eval:
+        return  # the base's eval comes later (the Slurm assembly job); cells carry model_sha256
+    write_json_atomically(path, {"format": RECORD_FORMAT, "model_sha256": model_sha,
+                                 "test_items_sha256": test_items_sha256(eval_dir),
+                                 "predictions_sha256": predictions_sha256(eval_dir), "machine": benchlib.this_machine(),
+                                 "report": benchlib.load(os.path.join(eval_dir, "eval.json")),
+                                 **pack_items(item_table(eval_dir))})
+
+
+def archive(a):
+    """Records the base (archive_base) and every finished, not yet archived cell of the plan
+    (or only --cell); an archived cell is never rewritten."""
+    model_sha = sha256_file(os.path.join(a.base_run, "align", "model.h5"))
+    archive_base(a, model_sha)
+    for cell in plan():
+        if a.cell and cell[0] != a.cell:
+            continue
+        path = os.path.join(a.archive, cell[0] + ".json")
+        c = None if os.path.exists(path) else cell_from_run(a.runs, cell)
+        if c is None:
+            continue
+        record = {"format": RECORD_FORMAT, "base_model_sha256": model_sha, "machine": benchlib.this_machine(),
+                  **pack_items(c.pop("items")), **{k: v for k, v in c.items() if k != "kl"}}
+        write_json_atomically(path, record)
+        print(f"protocol.py: archived {cell[0]} -> {path}", file=sys.stderr)
+
+
+def load_archive(directory):
+    """(base table, base record, [cell dicts]) of the planned cells found in the archive."""
+    base_path = os.path.join(directory, "base.json")
+    if not os.path.exists(base_path):
+        sys.exit(f"protocol.py: {base_path} is missing (bench/run_protocol.sh records the base's eval there)")
+    base_record = read_record(base_path)
+    base = unpack_items(base_record, base_path)
+    cells = []
+    for cell in plan():
+        path = os.path.join(directory, cell[0] + ".json")
+        if not os.path.exists(path):
+            continue
+        r = read_record(path)
+        if r["base_model_sha256"] != base_record["model_sha256"]:
+            sys.exit(f"protocol.py: {path} started from base {r['base_model_sha256'][:12]}, "
+                     f"{base_path} is {base_record['model_sha256'][:12]}")
+        if list(r["sets"]) != list(cell[6]):
+            sys.exit(f"protocol.py: {path} ran with {' '.join(r['sets'])}, the plan says {' '.join(cell[6])}")
+        c = {k: v for k, v in r.items() if k not in ("rows", "families", "text_correct", "audio_correct")}
+        c["items"] = unpack_items(r, path)
+        c["kl"] = r["report"].get("text_kl_from_reference")
+        c["validation"] = [tuple(v) for v in r["validation"]]
+        cells.append(c)
+    return base, base_record, cells
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -347,7 +494,7 @@ def plot(rows, path):
 
 
 def markdown(result, base_scores):
-    lines = [f"# The transfer protocol: {result['runs']}", "",
+    lines = [f"# The transfer protocol: {result['archive']}", "",
              f"`{result['command']}`; cells trained and evaluated by the cord binary at commit(s) "
              f"{', '.join(result['commits'])}; summarised at {result['summary_commit']} on "
              f"{result['machine']['host']} ({result['machine']['cpu']}, {result['machine']['cores']} cores), "
@@ -410,20 +557,19 @@ def markdown(result, base_scores):
 
 def summarize(a):
     import numpy as np
-    base = item_table(os.path.join(a.base, "eval"))
+    base, _, cells = load_archive(a.archive)
     planned = plan()
-    cells = [c for c in (load_cell(a.runs, p) for p in planned) if c is not None]
     if not cells:
-        sys.exit(f"protocol.py: no finished cell under {a.runs}")
+        sys.exit(f"protocol.py: no cell of the plan is archived in {a.archive}")
     families = families_of(base)
     for c in cells:
         if set(c["items"]) != set(base):
-            sys.exit(f"protocol.py: {a.runs}/{c['cell']} scored other test items than the base {a.base}/eval")
+            sys.exit(f"protocol.py: {a.archive}/{c['cell']}.json scored other test items than the base ({a.archive}/base.json)")
         # The per-item tables must give the eval's own scores (the same definitions).
         for column, key in ((1, "text_accuracy"), (2, "audio_accuracy")):
             mine, theirs = part_accuracy(families, "all", c["items"], column), c["report"]["average"][key]
             if abs(mine - theirs) > 1e-6:
-                sys.exit(f"protocol.py: {a.runs}/{c['cell']}: {key} {mine} from predictions.jsonl, {theirs} in eval.json")
+                sys.exit(f"protocol.py: {a.archive}/{c['cell']}.json: {key} {mine} from its items, {theirs} in its report")
     rows = group_rows(cells, base)
     rng = np.random.default_rng(20261203)
     differences = []
@@ -443,7 +589,7 @@ def summarize(a):
     result = {"what": "the transfer protocol (bench/run_protocol.sh): distill methods from one base, "
                       "on arithmetic alone (transfer) or every family (in_domain), evaluated on every family",
               "machine": benchlib.this_machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "command": a.command, "runs": a.runs, "base": a.base, "summary_commit": benchlib.commit(),
+              "command": a.command, "archive": a.archive, "summary_commit": benchlib.commit(),
               "commits": sorted({x for r in rows.values() for x in r["commits"] if x}),
               "cells_planned": len(planned), "cells_done": len(cells),
               "base_scores": {p: {"text_accuracy": t, "audio_accuracy": au} for p, (t, au) in base_scores.items()},
@@ -460,15 +606,21 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command_name", required=True)
     sub.add_parser("plan")
+    r = sub.add_parser("archive")
+    r.add_argument("--base-run", required=True, help="the base run (its align/model.h5 is fingerprinted)")
+    r.add_argument("--runs", required=True, help="the protocol's run folder (RUNS/base/eval: the base's eval)")
+    r.add_argument("--archive", required=True, help="the records' folder")
+    r.add_argument("--cell", help="only this cell (default: every finished cell of the plan)")
     s = sub.add_parser("summarize")
-    s.add_argument("--base", required=True, help="the base run (its eval/ with predictions.jsonl)")
-    s.add_argument("--runs", required=True, help="the protocol's run folder")
+    s.add_argument("--archive", required=True, help="the records' folder (protocol.py archive)")
     s.add_argument("--out", required=True, help="results path without extension")
     s.add_argument("--command", default="bench/run_protocol.sh")
     a = p.parse_args()
     if a.command_name == "plan":
         for cell, regime, steps, label, method, seed, sets in plan():
             print("\t".join([cell, regime, str(steps), label, method, str(seed), " ".join(sets)]))
+    elif a.command_name == "archive":
+        archive(a)
     else:
         summarize(a)
 

@@ -3,16 +3,21 @@
 # command lines through its own launcher (mpiexec here, srun under Slurm).
 #
 # protocol_setup BASE RUNS        sets PROTOCOL_BASE, PROTOCOL_RUNS, PROTOCOL_CONFIG (default
-#                                 jobs/protocol.toml, or CORD_PROTOCOL_CONFIG) and checks the base
+#                                 jobs/protocol.toml, or CORD_PROTOCOL_CONFIG), PROTOCOL_ARCHIVE
+#                                 (CORD_PROTOCOL_ARCHIVE, default RESULTS/NAME_cells: the cells'
+#                                 records, committed with the summary) and checks the base
 # protocol_plan                   the cells, one per line (bench/protocol.py plan; its knobs)
 # protocol_base_eval_args         CORD_ARGS = the base's eval with the protocol's [eval]
 # protocol_train_args CELL SETS   CORD_ARGS = the cell's distill stage (--resume auto)
 # protocol_eval_args CELL         CORD_ARGS = the cell's eval, with the text branch's KL from the base
 # protocol_trained CELL           true when the cell's distill stage finished (model.h5 is
 #                                 written once, at the end)
-# protocol_done CELL              true when the cell's eval is written
+# protocol_done CELL              true when the cell's record is in the archive
+# protocol_archive [CELL]         records the base's eval (or checks it against the archived
+#                                 one) and the cell (default: every finished cell)
 # protocol_record_wall CELL T0 T1 appends one training segment to RUNS/CELL/wall.tsv
-# protocol_summarize COMMAND      ${CORD_RESULTS_DIR:-bench/results}/${CORD_PROTOCOL_NAME:-protocol}.{json,md,png}
+# protocol_summarize COMMAND      RESULTS/NAME.{json,md,png} from the archive (RESULTS =
+#                                 CORD_RESULTS_DIR or bench/results, NAME = CORD_PROTOCOL_NAME or protocol)
 
 protocol_python() {
   "${CORD_PYTHON:-${CORD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cord/venv}/bin/python}" "$@"
@@ -22,6 +27,7 @@ protocol_setup() {
   PROTOCOL_BASE=$1
   PROTOCOL_RUNS=$2
   PROTOCOL_CONFIG=${CORD_PROTOCOL_CONFIG:-jobs/protocol.toml}
+  PROTOCOL_ARCHIVE=${CORD_PROTOCOL_ARCHIVE:-${CORD_RESULTS_DIR:-bench/results}/${CORD_PROTOCOL_NAME:-protocol}_cells}
   local f
   for f in "$PROTOCOL_BASE/corpus.h5" "$PROTOCOL_BASE/align/model.h5" "$PROTOCOL_CONFIG"; do
     [ -f "$f" ] || { echo "protocol: $f is missing (bench/run_base.sh builds the base)" >&2; return 2; }
@@ -61,7 +67,12 @@ protocol_eval_args() {
 
 protocol_trained() { [ -s "$PROTOCOL_RUNS/$1/distill/model.h5" ]; }
 
-protocol_done() { [ -s "$PROTOCOL_RUNS/$1/eval/eval.json" ]; }
+protocol_done() { [ -s "$PROTOCOL_ARCHIVE/$1.json" ]; }
+
+protocol_archive() {
+  protocol_python bench/protocol.py archive --base-run "$PROTOCOL_BASE" --runs "$PROTOCOL_RUNS" \
+    --archive "$PROTOCOL_ARCHIVE" ${1:+--cell "$1"}
+}
 
 protocol_record_wall() {
   mkdir -p "$PROTOCOL_RUNS/$1"
@@ -71,6 +82,6 @@ protocol_record_wall() {
 protocol_summarize() {
   local results=${CORD_RESULTS_DIR:-bench/results}
   mkdir -p "$results"
-  protocol_python bench/protocol.py summarize --base "$PROTOCOL_RUNS/base" --runs "$PROTOCOL_RUNS" \
+  protocol_python bench/protocol.py summarize --archive "$PROTOCOL_ARCHIVE" \
     --out "$results/${CORD_PROTOCOL_NAME:-protocol}" --command "$1"
 }

@@ -8,8 +8,11 @@
 #   BASE_RUN  a base run with corpus.h5 and align/model.h5 (default runs/base_small, from
 #             bench/run_base.sh)
 #   RUNS      the protocol's folder, one subfolder per cell (default runs/protocol)
-# Resumable: run it again after an interruption and it continues (finished cells are kept,
-# an unfinished one resumes from its newest checkpoint). The cells and their order come
+# Resumable: run it again after an interruption and it continues (a cell whose record is in
+# the archive is done, an unfinished one resumes from its newest checkpoint). The archive
+# (CORD_PROTOCOL_ARCHIVE, default bench/results/protocol_cells) is committed with the
+# summary, so a later sitting continues even when RUNS is gone; bench/restore_protocol_base.sh
+# rebuilds BASE_RUN from the committed base weights. The cells and their order come
 # from bench/protocol.py plan (CORD_REGIMES, CORD_BUDGETS, CORD_METHODS, CORD_SEEDS,
 # CORD_VARIANTS...); CORD_MAX_CELLS=N stops after N cells trained by this call (to split
 # the protocol across sittings). Also CORD_RANKS (default 2), CORD_BUILD_DIR (default build).
@@ -30,6 +33,7 @@ if [ ! -s "$PROTOCOL_RUNS/base/eval/eval.json" ]; then
   mkdir -p "$PROTOCOL_RUNS/base"
   cord_run > "$PROTOCOL_RUNS/base/eval.log" 2>&1 || { tail -20 "$PROTOCOL_RUNS/base/eval.log" >&2; exit 1; }
 fi
+protocol_archive  # the base's eval (checked against an archived one) and any finished cell not yet recorded
 plan=$(protocol_plan)
 total=$(printf '%s\n' "$plan" | grep -c .)
 trained=0 index=0
@@ -54,6 +58,7 @@ while IFS=$'\t' read -r cell regime steps label method seed sets; do
   fi
   protocol_eval_args "$cell"
   cord_run >> "$log" 2>&1 || { echo "[protocol] $cell: eval failed, see $log" >&2; tail -20 "$log" >&2; exit 1; }
+  protocol_archive "$cell"
   trained=$((trained + 1))
 done <<< "$plan"
 protocol_summarize "bench/run_protocol.sh ${1:-runs/base_small} ${2:-runs/protocol}"

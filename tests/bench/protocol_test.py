@@ -84,7 +84,30 @@ def test_bootstrap():
     expect(abs(diff["all"]["estimate"] - want) < 1e-12, f"estimate {diff['all']['estimate']} vs {want}")
 
 
+def test_records():
+    """A cell's items survive the archive's packed form; the predictions' fingerprint ignores
+    the order ranks wrote them in but not their content."""
+    import json
+    import tempfile
+    rng = np.random.default_rng(5)
+    items = table(rng, 7, {"arithmetic": 0.9, "multiple_choice": 0.5, "ordering": 0.5},
+                  {"arithmetic": 0.4, "multiple_choice": 0.5, "ordering": 0.1})
+    packed = protocol.pack_items(items)
+    expect(protocol.unpack_items(json.loads(json.dumps(packed)), "x") == items, "pack/unpack round trip")
+    lines = [{"row": r, "family": f, "text": "1 2", "text_correct": t} for r, (f, t, _) in items.items()]
+    with tempfile.TemporaryDirectory() as d:
+        def fingerprint(rows):
+            with open(os.path.join(d, "predictions.jsonl"), "w") as f:
+                f.write("".join(json.dumps(x) + "\n" for x in rows))
+            return protocol.predictions_sha256(d)
+        first = fingerprint(lines)
+        expect(fingerprint(lines[::-1]) == first, "the fingerprint does not depend on the line order")
+        lines[3]["text"] = "1 3"
+        expect(fingerprint(lines) != first, "another prediction, another fingerprint")
+
+
 if __name__ == "__main__":
     test_plan()
     test_bootstrap()
+    test_records()
     print("protocol_test: passed")

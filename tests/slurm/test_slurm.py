@@ -231,6 +231,9 @@ def case_protocol_array(cluster):
     expect(summary["cells_done"] == summary["cells_planned"] == 3, f"every cell summarised: {summary['cells_done']}")
     md = read(os.path.join(results, "protocol.md"))
     expect(f"array job {array}, assembly job {assemble}" in md, f"the command is recorded:\n{md[:600]}")
+    records = [os.path.join(results, "protocol_cells", n) for n in
+               ("base.json", "transfer-2/cord-s1.json", "transfer-2/sft-s1.json", "transfer-2/cord-s2.json")]
+    expect(all(os.path.exists(r) for r in records), f"each task recorded its cell, the summary job the base: {records}")
     # Resubmitted: every task finds its cell done and trains nothing.
     proc = subprocess.run(submit, capture_output=True, text=True, env=env, cwd=ARGS.source_dir, timeout=60)
     expect(proc.returncode == 0, f"resubmission exited {proc.returncode}:\n{proc.stderr}")
