@@ -131,6 +131,15 @@ def norm(state, prefix, v, source):
     state[f"{prefix}.weight"], state[f"{prefix}.bias"] = v[f"{source}/gamma"], v[f"{source}/beta"]
 
 
+def self_attention_and_mlp(s, dst, v, src):
+    """The parts every Whisper layer has: self-attention, its norm, the MLP and its norm."""
+    attention(s, f"{dst}.self_attn", v, f"{src}/self_attention", True)
+    norm(s, f"{dst}.self_attn_layer_norm", v, f"{src}/self_attention/layer_norm")
+    for ct2, hf in (("linear_0", "fc1"), ("linear_1", "fc2")):
+        s[f"{dst}.{hf}.weight"], s[f"{dst}.{hf}.bias"] = v[f"{src}/ffn/{ct2}/weight"], v[f"{src}/ffn/{ct2}/bias"]
+    norm(s, f"{dst}.final_layer_norm", v, f"{src}/ffn/layer_norm")
+
+
 def hf_state(v):
     """CTranslate2 variable names -> Hugging Face WhisperForConditionalGeneration's."""
     s = {}
@@ -138,24 +147,15 @@ def hf_state(v):
         s[f"model.encoder.{conv}.weight"], s[f"model.encoder.{conv}.bias"] = v[f"encoder/{conv}/weight"], v[f"encoder/{conv}/bias"]
     s["model.encoder.embed_positions.weight"] = v["encoder/position_encodings/encodings"]
     for i in range(layer_count(v, "encoder")):
-        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
-        attention(s, f"{dst}.self_attn", v, f"{src}/self_attention", True)
-        norm(s, f"{dst}.self_attn_layer_norm", v, f"{src}/self_attention/layer_norm")
-        for ct2, hf in (("linear_0", "fc1"), ("linear_1", "fc2")):
-            s[f"{dst}.{hf}.weight"], s[f"{dst}.{hf}.bias"] = v[f"{src}/ffn/{ct2}/weight"], v[f"{src}/ffn/{ct2}/bias"]
-        norm(s, f"{dst}.final_layer_norm", v, f"{src}/ffn/layer_norm")
+        self_attention_and_mlp(s, f"model.encoder.layers.{i}", v, f"encoder/layer_{i}")
     norm(s, "model.encoder.layer_norm", v, "encoder/layer_norm")
     s["model.decoder.embed_tokens.weight"] = v["decoder/embeddings/weight"]
     s["model.decoder.embed_positions.weight"] = v["decoder/position_encodings/encodings"]
     for i in range(layer_count(v, "decoder")):
         src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        attention(s, f"{dst}.self_attn", v, f"{src}/self_attention", True)
-        norm(s, f"{dst}.self_attn_layer_norm", v, f"{src}/self_attention/layer_norm")
+        self_attention_and_mlp(s, dst, v, src)
         attention(s, f"{dst}.encoder_attn", v, f"{src}/attention", False)
         norm(s, f"{dst}.encoder_attn_layer_norm", v, f"{src}/attention/layer_norm")
-        for ct2, hf in (("linear_0", "fc1"), ("linear_1", "fc2")):
-            s[f"{dst}.{hf}.weight"], s[f"{dst}.{hf}.bias"] = v[f"{src}/ffn/{ct2}/weight"], v[f"{src}/ffn/{ct2}/bias"]
-        norm(s, f"{dst}.final_layer_norm", v, f"{src}/ffn/layer_norm")
     norm(s, "model.decoder.layer_norm", v, "decoder/layer_norm")
     return {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in s.items()}
 
