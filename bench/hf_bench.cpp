@@ -62,8 +62,8 @@ void hf_train_step(benchmark::State& state) {
   ModelConfig config;
   config.source = std::string("hf:") + directory;
   hf::resolve_model_source(config);
-  model::Lalm model(config, solo, model::Initialization::kAllButDecoder);
-  hf::load_hf_decoder(directory, model);
+  model::Lalm model(config, solo, hf::hf_initialization(config));
+  hf::load_hf_model(directory, model);
   std::vector<model::ParamShard> decoder;
   for (model::ParamShard& shard : model::sharded_parameters(*model, solo)) {
     if (shard.name.rfind("decoder.", 0) == 0) decoder.push_back(shard);

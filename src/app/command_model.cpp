@@ -44,9 +44,9 @@ CommandModel load_command_model(const char* command, const ModelConfig& config, 
     }
   } else {
     // The decoder comes from the files: drawing it first would only cost time.
-    loaded.model = model::Lalm(config, tp, model::Initialization::kAllButDecoder);
+    loaded.model = model::Lalm(config, tp, hf::hf_initialization(config));
     loaded.weights = directory;
-    hf::load_hf_decoder(directory, loaded.model);
+    hf::load_hf_model(directory, loaded.model);
   }
   return loaded;
 }

@@ -122,6 +122,8 @@ int synth(const Session& session, const po::variables_map& options) {
   header.seed = config.seed;
   header.config_toml = to_toml(session.config);
   header.speakers = setup.speakers;
+  header.feature_kind = name_of(config.features);
+  header.n_mels = config.n_mels;
   data::CorpusWriter writer(out, header, *setup.tokenizer, world.comm());
   write_in_rounds(world, config.items, writer, "corpus synth", [&](std::int64_t i) {
     return data::synthesize_item(config, *setup.generator, *setup.tokenizer, *setup.synthesizer, i, &seconds);
@@ -158,10 +160,13 @@ int import_manifest(const Session& session, const po::variables_map& options) {
   at::set_num_threads(1);
   data::CorpusHeader header;
   header.source = "import";
+  header.feature_kind = name_of(session.config.corpus.features);
+  header.n_mels = session.config.corpus.n_mels;
   data::CorpusWriter writer(out, header, *setup.tokenizer, world.comm());
   const auto items = static_cast<std::int64_t>(setup.rows.size());
   write_in_rounds(world, items, writer, "corpus import", [&](std::int64_t i) {
-    return data::import_item(setup.rows[static_cast<std::size_t>(i)], manifest, *setup.tokenizer, i);
+    return data::import_item(setup.rows[static_cast<std::size_t>(i)], manifest, *setup.tokenizer, i,
+                             session.config.corpus);
   });
   writer.commit();
   CORD_LOG(kInfo) << "corpus import: wrote " << out << ": " << setup.rows.size() << " items from " << manifest;
@@ -188,6 +193,7 @@ json describe(const data::CorpusReader& corpus) {
   json feature_config = json::object();
   for (const auto& [key, value] : corpus.feature_config()) feature_config[key] = value;
   feature_config["dtype"] = "float16";
+  feature_config["kind"] = corpus.feature_kind();
   feature_config["mel_scale"] = "slaney";
   return {
       {"path", corpus.path()},
@@ -213,7 +219,8 @@ void print_table(const json& r) {
             << r["source"].get<std::string>() << ", seed " << r["seed"] << ", " << r["items"] << " items, vocabulary "
             << r["vocab_size"] << " tokens, " << r["speakers"] << " speakers\n";
   const json& f = r["feature_config"];
-  std::cout << "features: " << f["n_mels"] << " log-mel bins (" << f["mel_scale"].get<std::string>() << "), "
+  std::cout << "features: " << f["kind"].get<std::string>() << ", " << f["n_mels"] << " log-mel bins ("
+            << f["mel_scale"].get<std::string>() << "), "
             << f["sample_rate"] << " Hz, n_fft " << f["n_fft"] << ", hop " << f["hop_length"] << ", "
             << f["dtype"].get<std::string>() << "; " << r["frames"] << " frames\n";
   const json& d = r["duration_s"];

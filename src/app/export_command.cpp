@@ -1,5 +1,6 @@
-// `cord export`: a model's decoder as a Hugging Face directory that transformers loads
-// with from_pretrained (hf/hf_model.hpp says what is written).
+// `cord export`: a model as a Hugging Face directory that transformers loads with
+// from_pretrained: the decoder of a causal LM, every part of a Qwen2-Audio model
+// (hf/hf_model.hpp says what is written).
 //   --weights PATH   a cord weights file (RUN/STAGE/model.h5); without it, the weights of
 //                    model.source (a round trip through cord's loader)
 //   --out DIR        the directory to write (created; its files are replaced atomically)
@@ -56,7 +57,7 @@ int run(const Session& session, const po::variables_map& options) {
   std::vector<std::pair<std::string, at::Tensor>> params;
   if (session.groups.dp.rank() == 0) {
     for (const model::ParamShard& shard : model::sharded_parameters(*s.model, session.groups.tp)) {
-      if (shard.name.rfind("decoder.", 0) != 0) continue;
+      if (hf::hf_tensor_name(shard.name, hf::hf_layout(s.request.model)).empty()) continue;
       at::Tensor global = ckpt::gather_global(shard, session.groups.tp);
       if (session.world.rank() == 0) params.emplace_back(shard.name, std::move(global));
     }
@@ -72,14 +73,14 @@ int run(const Session& session, const po::variables_map& options) {
   const comm::Agreement agreement = comm::agree(session.world.comm(), failure);
   if (!agreement.ok()) throw Error("cord export to " + s.request.out_directory + " failed: " + agreement.message);
   CORD_LOG(kInfo) << "export: " << s.described << " -> " << s.request.out_directory << " (" << params.size()
-                  << " decoder tensors)";
+                  << " tensors)";
   return 0;
 }
 
 }  // namespace
 
 Command export_command() {
-  return {"export", "write a model's decoder as a Hugging Face directory (safetensors, config, tokenizer)",
+  return {"export", "write a model as a Hugging Face directory (safetensors, config, tokenizer): a causal LM's decoder, or a Qwen2-Audio model whole",
           add_options, run};
 }
 

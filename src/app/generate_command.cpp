@@ -5,6 +5,11 @@
 //                       the template) and encoded by its tokenizer.json
 //   --prompts FILE      JSON lines, each {"prompt": TEXT} or {"messages": [{role, content}..]}
 //   --ids "1 2 3"       a prompt as token ids (repeatable)
+//   --audio FILE        a spoken prompt (repeatable; WAV or any format libsndfile reads,
+//                       resampled to 16 kHz): a user turn holding the clip, laid out as
+//                       training lays out audio prompts (model/batch.hpp), with the model's
+//                       features (Whisper's log-mel for model.audio.architecture = whisper,
+//                       cord's otherwise). Audio prompts are generated after the others.
 //   --out FILE          one JSON line per prompt: {"prompt_ids", "ids", "text"} (text when
 //                       the model has a tokenizer)
 //   --logits-out FILE   a safetensors file with the float32 logits of every prompt position
@@ -27,6 +32,8 @@
 #include "cord/ckpt/model_weights.hpp"
 #include "cord/core/files.hpp"
 #include "cord/core/log.hpp"
+#include "cord/data/audio.hpp"
+#include "cord/eval/vocabulary.hpp"
 #include "cord/hf/bpe_tokenizer.hpp"
 #include "cord/hf/chat_template.hpp"
 #include "cord/hf/hf_config.hpp"
@@ -53,6 +60,8 @@ void add_options(po::options_description& options) {
       ("raw", po::bool_switch(), "encode each prompt's one text as it is, without the chat template")
       ("ids", po::value<std::vector<std::string>>()->value_name("IDS"),
        "a prompt as token ids separated by spaces or commas (repeatable)")
+      ("audio", po::value<std::vector<std::string>>()->value_name("FILE"),
+       "a spoken prompt: an audio file, as the user turn (repeatable)")
       ("weights", po::value<std::string>()->value_name("PATH"),
        "a cord weights file (RUN/STAGE/model.h5) or a training checkpoint (RUN/STAGE/checkpoints/step-N.h5) to load "
        "instead of model.source's weights")
@@ -90,9 +99,17 @@ std::vector<int64_t> parse_ids(const std::string& text, int64_t vocab_size) {
   return ids;
 }
 
+// One clip's encoder input: mel [F, n_mels] float32 and its valid frames.
+struct AudioPrompt {
+  std::string path;
+  at::Tensor mel;
+  int64_t valid_frames = 0;
+};
+
 struct Setup {
   model::Lalm model{nullptr};
   std::vector<std::vector<int64_t>> prompts;
+  std::vector<AudioPrompt> audio;
   model::SpecialTokens tokens;
   std::optional<hf::BpeTokenizer> tokenizer;  // the hf: directory's, when it has one
   std::string described;  // where the weights came from, for the log
@@ -155,6 +172,36 @@ void add_text_prompts(Setup& s, const po::variables_map& options, const std::str
   }
 }
 
+// The features the model's encoder reads: Whisper's log-mel, trimmed to the frames that
+// determine its valid outputs (whisper_encoder.hpp), or cord's log-mel.
+AudioPrompt read_audio_prompt(const std::string& path, const ModelConfig& model) {
+  int rate = 0;
+  std::vector<float> samples = data::read_audio_file(path, &rate);
+  if (rate != data::kSampleRate) samples = data::resample(samples, rate);
+  AudioPrompt prompt{path, {}, 0};
+  if (model.audio.architecture == AudioArchitecture::kWhisper) {
+    const int64_t window = 2LL * model.audio.max_source_positions;
+    if (static_cast<int64_t>(samples.size()) > window * data::kHopLength) {
+      throw UsageError("cord generate --audio " + path + ": " + std::to_string(samples.size() / data::kSampleRate) +
+                       " s is longer than the encoder's window of " + std::to_string(window * data::kHopLength / data::kSampleRate) +
+                       " s (model.audio.max_source_positions " + std::to_string(model.audio.max_source_positions) + ")");
+    }
+    data::WhisperInput input = data::whisper_encoder_input(samples, model.audio.n_mels, window * data::kHopLength);
+    prompt.mel = torch::from_blob(input.values.data(), {input.frames, model.audio.n_mels}, torch::kFloat).clone();
+    prompt.valid_frames = input.valid_frames;
+  } else {
+    if (model.audio.n_mels != data::kMelBins) {
+      throw UsageError("cord generate --audio: model.audio.n_mels = " + std::to_string(model.audio.n_mels) +
+                       ", but cord's features have " + std::to_string(data::kMelBins) + " mel bins");
+    }
+    data::LogMel features = data::log_mel(samples);
+    at::Tensor half = torch::from_blob(features.values.data(), {features.frames, data::kMelBins}, torch::kShort);
+    prompt.mel = half.view(torch::kHalf).to(torch::kFloat);
+    prompt.valid_frames = features.frames;
+  }
+  return prompt;
+}
+
 Setup set_up(const Session& session, const po::variables_map& options) {
   const Config& config = session.config;
   Setup s;
@@ -167,7 +214,13 @@ Setup set_up(const Session& session, const po::variables_map& options) {
                                                       : std::vector<std::string>{}) {
     s.prompts.push_back(parse_ids(text, config.model.vocab_size));
   }
-  if (s.prompts.empty()) throw UsageError("cord generate: give at least one prompt (--prompt, --prompts or --ids)");
+  for (const std::string& path : options.count("audio") ? options["audio"].as<std::vector<std::string>>()
+                                                        : std::vector<std::string>{}) {
+    s.audio.push_back(read_audio_prompt(path, config.model));
+  }
+  if (s.prompts.empty() && s.audio.empty()) {
+    throw UsageError("cord generate: give at least one prompt (--prompt, --prompts, --ids or --audio)");
+  }
   CommandModel loaded = load_command_model(
       "generate", config.model, session.groups, options.count("weights") ? options["weights"].as<std::string>() : "");
   s.model = loaded.model;
@@ -181,6 +234,11 @@ Setup set_up(const Session& session, const po::variables_map& options) {
     ModelConfig resolved = config.model;
     const hf::HfModelInfo info = hf::resolve_model_source(resolved);
     if (!info.eos_token_ids.empty()) s.tokens.eos = info.eos_token_ids.front();
+  }
+  if (!s.audio.empty()) {
+    const int64_t eos = s.tokens.eos;
+    s.tokens = eval::ModelVocabulary::tokens_of(config.model);  // the audio prompt's runs
+    s.tokens.eos = eos;
   }
   s.tokens.pad = s.tokens.eos;  // only fills finished rows; never attended to
   return s;
@@ -210,32 +268,51 @@ model::DecoderBatch prompt_batch(model::Lalm& model, const std::vector<std::vect
   return out;
 }
 
-// One unpadded causal forward per prompt: [T, V] float32 logits each.
-std::vector<std::pair<std::string, at::Tensor>> prompt_logits(model::Lalm& model,
-                                                              const std::vector<std::vector<int64_t>>& prompts,
-                                                              const at::Device& device) {
-  std::vector<std::pair<std::string, at::Tensor>> logits;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    const at::Tensor ids = torch::tensor(prompts[i], torch::kLong).unsqueeze(0).to(device);
-    const int64_t steps = ids.size(1);
-    const at::Tensor positions = torch::arange(steps, ids.options()).unsqueeze(0);
-    const at::Tensor shard = model->decoder->forward(model->decoder->embed(ids), positions, {true, std::nullopt});
-    const at::Tensor full = model::gather_vocab(shard, model->tp_group(), model->config().vocab_size);
-    logits.emplace_back("logits." + std::to_string(i), full.squeeze(0).to(torch::kFloat).cpu());
+// The audio prompts as one batch laid out as training does (batch.hpp), without responses.
+// Shorter clips' mel is zero past their own frames, which their valid outputs do not read.
+model::DecoderBatch audio_batch(model::Lalm& model, const std::vector<AudioPrompt>& audio,
+                                const model::SpecialTokens& tokens, const at::Device& device, model::Padding padding) {
+  int64_t frames = 0;
+  for (const AudioPrompt& a : audio) frames = std::max<int64_t>(frames, a.mel.size(0));
+  const int64_t batch = static_cast<int64_t>(audio.size());
+  at::Tensor mel = torch::zeros({batch, frames, audio.front().mel.size(1)});
+  at::Tensor lengths = torch::zeros({batch}, torch::kLong);
+  for (int64_t b = 0; b < batch; ++b) {
+    const AudioPrompt& a = audio[static_cast<size_t>(b)];
+    mel[b].narrow(0, 0, a.mel.size(0)).copy_(a.mel);
+    lengths[b] = a.valid_frames;
   }
+  return model::assemble_audio(model, mel.to(device), lengths.to(device), model::TokenRows(audio.size()), tokens,
+                               padding);
+}
+
+// One unpadded causal forward per prompt, text prompts first: [T, V] float32 logits each.
+std::vector<std::pair<std::string, at::Tensor>> prompt_logits(const Setup& s, const at::Device& device) {
+  model::Lalm model = s.model;
+  std::vector<std::pair<std::string, at::Tensor>> logits;
+  auto add = [&](const at::Tensor& embeds) {
+    const int64_t steps = embeds.size(1);
+    const at::Tensor positions = torch::arange(steps, torch::TensorOptions().dtype(torch::kLong).device(device));
+    const at::Tensor shard = model->decoder->forward(embeds, positions.unsqueeze(0), {true, std::nullopt});
+    const at::Tensor full = model::gather_vocab(shard, model->tp_group(), model->config().vocab_size);
+    logits.emplace_back("logits." + std::to_string(logits.size()), full.squeeze(0).to(torch::kFloat).cpu());
+  };
+  for (const auto& prompt : s.prompts) add(model->decoder->embed(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device)));
+  for (const AudioPrompt& a : s.audio) add(audio_batch(model, {a}, s.tokens, device, model::Padding::kRight).embeds);
   return logits;
 }
 
-void write_generations(const std::string& path, const Setup& s, const model::Generation& generation) {
+// One JSON line per prompt, text prompts first: {"prompt_ids" | "audio", "ids", "text"}.
+void write_generations(const std::string& path, const Setup& s, const model::Generation& text,
+                       const model::Generation& audio) {
   std::ostringstream lines;
-  for (size_t i = 0; i < s.prompts.size(); ++i) {
-    json line{{"prompt_ids", s.prompts[i]}, {"ids", generation.tokens[i]}};
-    if (s.tokenizer) {
-      const std::vector<int32_t> ids(generation.tokens[i].begin(), generation.tokens[i].end());
-      line["text"] = s.tokenizer->decode(ids, /*skip_special_tokens=*/true);
-    }
+  auto write = [&](json line, const std::vector<int64_t>& ids) {
+    line["ids"] = ids;
+    if (s.tokenizer) line["text"] = s.tokenizer->decode(std::vector<int32_t>(ids.begin(), ids.end()), true);
     lines << line.dump() << "\n";
-  }
+  };
+  for (size_t i = 0; i < s.prompts.size(); ++i) write(json{{"prompt_ids", s.prompts[i]}}, text.tokens[i]);
+  for (size_t i = 0; i < s.audio.size(); ++i) write(json{{"audio", s.audio[i].path}}, audio.tokens[i]);
   if (path.empty()) {
     std::cout << lines.str() << std::flush;
   } else {
@@ -254,18 +331,26 @@ int run(const Session& session, const po::variables_map& options) {
   torch::NoGradGuard no_grad;
   const model::AutocastScope autocast(precision, device);
   std::vector<std::pair<std::string, at::Tensor>> logits;
-  if (options.count("logits-out") != 0) logits = prompt_logits(s.model, s.prompts, device);
+  if (options.count("logits-out") != 0) logits = prompt_logits(s, device);
   const auto start = std::chrono::steady_clock::now();
-  const model::Generation generation =
-      model::generate(s.model, prompt_batch(s.model, s.prompts, device), s.tokens, sampling, generator);
+  model::Generation text, audio;
+  if (!s.prompts.empty()) {
+    text = model::generate(s.model, prompt_batch(s.model, s.prompts, device), s.tokens, sampling, generator);
+  }
+  if (!s.audio.empty()) {
+    audio = model::generate(s.model, audio_batch(s.model, s.audio, s.tokens, device, model::Padding::kLeft), s.tokens,
+                            sampling, generator);
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   int64_t generated = 0;
-  for (const auto& row : generation.tokens) generated += static_cast<int64_t>(row.size());
-  CORD_LOG(kInfo) << "generate: " << s.prompts.size() << " prompts, " << generated << " tokens from " << s.described
+  for (const model::Generation* g : {&text, &audio}) {
+    for (const auto& row : g->tokens) generated += static_cast<int64_t>(row.size());
+  }
+  CORD_LOG(kInfo) << "generate: " << s.prompts.size() + s.audio.size() << " prompts, " << generated << " tokens from " << s.described
                   << " in " << seconds << " s (" << static_cast<int64_t>(generated / std::max(seconds, 1e-9))
                   << " tok/s, " << model::precision_name(precision) << ")";
   if (session.world.rank() == 0) {
-    write_generations(options.count("out") != 0 ? options["out"].as<std::string>() : "", s, generation);
+    write_generations(options.count("out") != 0 ? options["out"].as<std::string>() : "", s, text, audio);
     if (!logits.empty()) hf::write_safetensors(options["logits-out"].as<std::string>(), logits);
   }
   return 0;

@@ -64,7 +64,9 @@ json versions(const Session& s) {
 // Sizes and FLOPs of the configured model (for MFU), at its longest context.
 json model_report(const ModelConfig& config) {
   const int64_t context = config.max_seq_len;
-  const int64_t audio_frames = 4LL * config.audio.projector_stack * config.max_seq_len;
+  const int64_t audio_frames = config.audio.architecture == AudioArchitecture::kWhisper
+                                   ? 2LL * config.audio.max_source_positions
+                                   : 4LL * config.audio.projector_stack * config.max_seq_len;
   const model::ModelStats stats = model::compute_model_stats(config, context, audio_frames);
   return {
       {"total_params", stats.total_params},

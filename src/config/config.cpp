@@ -41,13 +41,19 @@ std::vector<Field> config_fields(Config& config) {
       {"model.init_std", "normal init std; residual output projections use std / sqrt(2 * n_layers)",
        &config.model.init_std, positive()},
       {"model.init_seed", "seed of the initial weights (independent of the rank layout)", &config.model.init_seed},
+      {"model.audio.architecture", "cord (the built-in encoder and projector) or whisper (Qwen2-Audio's)",
+       choice_ref(&config.model.audio.architecture)},
       {"model.audio.n_mels", "log-mel bins per input frame", &config.model.audio.n_mels, positive()},
       {"model.audio.d_model", "audio encoder width", &config.model.audio.d_model, positive()},
       {"model.audio.n_layers", "encoder transformer layers after two stride-2 convolutions",
        &config.model.audio.n_layers, positive()},
       {"model.audio.n_heads", "encoder attention heads; divisible by parallel.tp", &config.model.audio.n_heads, positive()},
-      {"model.audio.projector_stack", "encoder frames concatenated per decoder position",
+      {"model.audio.projector_stack", "cord: encoder frames concatenated per decoder position",
        &config.model.audio.projector_stack, positive()},
+      {"model.audio.d_ff", "whisper: encoder MLP width; cord: unused (8/3 * d_model)", &config.model.audio.d_ff,
+       at_least(0)},
+      {"model.audio.max_source_positions", "whisper: encoder positions (mel frames / 2); its window is twice this",
+       &config.model.audio.max_source_positions, positive()},
       {"corpus.seed", "corpus seed: item i depends on (seed, i) only", &config.corpus.seed},
       {"corpus.items", "number of items to generate", &config.corpus.items, positive()},
       {"corpus.families", "comma list of arithmetic, multiple_choice, ordering; item i has family i mod count",
@@ -70,6 +76,10 @@ std::vector<Field> config_fields(Config& config) {
       {"corpus.pitch_min", "lowest pitch (0..100)", &config.corpus.pitch_min, between(0, 100)},
       {"corpus.pitch_max", "highest pitch (0..100)", &config.corpus.pitch_max, between(0, 100)},
       {"corpus.noise_snr_db", "additive white noise at this SNR in dB; 0 = no noise", &config.corpus.noise_snr_db, between(-20, 100)},
+      {"corpus.features", "cord (cord's log-mel, 80 bins) or whisper (WhisperFeatureExtractor's, for a Qwen2-Audio model)",
+       choice_ref(&config.corpus.features)},
+      {"corpus.n_mels", "mel bins of whisper features (80, or 128 for Qwen2-Audio); cord features have 80",
+       &config.corpus.n_mels, between(1, 512)},
       {"train.stage",
        "text (decoder learns from text) | align (frozen decoder; encoder + projector learn from speech) | "
        "distill (CORD and its baselines, [cord])",
@@ -266,6 +276,10 @@ void validate_corpus(const CorpusConfig& c) {
   if (c.families.empty()) throw UsageError("corpus.families is empty");
   if (c.voices.empty()) throw UsageError("corpus.voices is empty");
   if (c.variants.empty()) throw UsageError("corpus.variants is empty");
+  if (c.features == FeatureKind::kCord && c.n_mels != 80) {
+    throw UsageError("corpus.n_mels = " + std::to_string(c.n_mels) +
+                     ": cord features have 80 mel bins (another count needs corpus.features = whisper)");
+  }
 }
 
 void validate_train(const TrainConfig& t) {
@@ -328,6 +342,10 @@ void validate_model(const ModelConfig& m) {
   const int kv_heads = m.n_kv_heads == 0 ? m.n_heads : m.n_kv_heads;
   require_divisible("model.n_heads", m.n_heads, "model.n_kv_heads", kv_heads);
   require_divisible("model.audio.d_model", m.audio.d_model, "model.audio.n_heads", m.audio.n_heads);
+  if (m.audio.architecture == AudioArchitecture::kWhisper && m.audio.d_ff <= 0) {
+    throw UsageError("model.audio.d_ff = " + std::to_string(m.audio.d_ff) +
+                     " must be > 0 with model.audio.architecture = whisper (the encoder's MLP width)");
+  }
 }
 
 void validate(const Config& config) {
@@ -351,6 +369,9 @@ void validate_tensor_parallel(const ModelConfig& m, int tp) {
     require_divisible("parallel.tp", tp, "model.n_kv_heads (resolved)", kv_heads);
   }
   require_divisible("model.audio.n_heads", m.audio.n_heads, "parallel.tp", tp);
+  if (m.audio.architecture == AudioArchitecture::kWhisper) {
+    require_divisible("model.audio.d_ff", m.audio.d_ff, "parallel.tp", tp);
+  }
   // A vocabulary that tp does not divide is padded to tp * ceil(V / tp) rows (padding rows
   // are zero and their logits masked, tensor_parallel.hpp); every rank must still hold
   // at least one real row.

@@ -165,4 +165,26 @@ WhisperFeatures whisper_log_mel(const std::vector<float>& samples_16k, int n_mel
   return out;
 }
 
+WhisperInput whisper_encoder_input(const std::vector<float>& samples_16k, int n_mels, std::int64_t window_samples) {
+  const WhisperFeatures features = whisper_log_mel(samples_16k, n_mels, window_samples);
+  const std::int64_t frames = std::min(features.valid_frames + kWhisperExtraFrames, features.frames);
+  const at::Tensor all = torch::from_blob(const_cast<float*>(features.values.data()), {n_mels, features.frames},
+                                          torch::kFloat32);
+  const at::Tensor kept = all.narrow(1, 0, frames).t().contiguous();  // [frames, n_mels]
+  WhisperInput out;
+  out.frames = frames;
+  out.valid_frames = features.valid_frames;
+  out.values.assign(kept.data_ptr<float>(), kept.data_ptr<float>() + kept.numel());
+  return out;
+}
+
+std::vector<std::uint16_t> to_half(const std::vector<float>& values) {
+  const at::Tensor half = torch::from_blob(const_cast<float*>(values.data()), {static_cast<std::int64_t>(values.size())},
+                                           torch::kFloat32)
+                              .to(torch::kFloat16);
+  std::vector<std::uint16_t> out(values.size());
+  std::memcpy(out.data(), half.data_ptr(), out.size() * sizeof(std::uint16_t));
+  return out;
+}
+
 }  // namespace cord::data

@@ -57,13 +57,23 @@ constexpr std::uint64_t kChunkRows = 4096;
 // content_checksum (core/checksum.hpp) of the item's part of each of these datasets, in
 // this order (the root attribute checksum_columns lists them). The vocabulary's checksum is
 // the root attribute vocab_checksum. Both are int64 bit patterns of the uint64 checksums.
+// Schema 3 appends /items/valid_frames.
 constexpr const char* kChecksumColumns[] = {
     "/items/index",  "/items/family",     "/items/split",           "/items/difficulty",
     "/items/speaker", "/items/rate",      "/items/pitch",           "/items/duration_s",
-    "/text/question_tokens", "/text/solution_tokens", "/text/answer_tokens", "/audio/features"};
+    "/text/question_tokens", "/text/solution_tokens", "/text/answer_tokens", "/audio/features",
+    "/items/valid_frames"};
 constexpr std::size_t kColumnCount = std::size(kChecksumColumns);
+constexpr std::size_t kSchema2Columns = kColumnCount - 1;
 enum Column : std::size_t { kIndex, kFamily, kSplit, kDifficulty, kSpeaker, kRate, kPitch, kDuration, kQuestionIds,
-                            kSolutionIds, kAnswerIds, kFeatures };
+                            kSolutionIds, kAnswerIds, kFeatures, kValidFrames };
+
+// The root attribute checksum_columns of a file with `columns` columns.
+std::string checksum_column_list(std::size_t columns) {
+  return join({std::begin(kChecksumColumns), std::begin(kChecksumColumns) + columns}, ',');
+}
+
+std::int64_t valid_frames_of(const CorpusRecord& r) { return r.valid_frames > 0 ? r.valid_frames : r.frames; }
 
 template <typename T>
 std::int64_t checksum_of(const T* values, std::size_t count) {
@@ -87,7 +97,8 @@ std::array<std::int64_t, kColumnCount> record_checksums(const CorpusRecord& r) {
           checksum_of(r.question.data(), r.question.size()),
           checksum_of(r.solution.data(), r.solution.size()),
           checksum_of(r.answer.data(), r.answer.size()),
-          checksum_of(r.features.data(), r.features.size())};
+          checksum_of(r.features.data(), r.features.size()),
+          checksum_of(valid_frames_of(r))};
 }
 
 // The temporary name, chosen by rank 0 (its pid) and broadcast: every rank must agree.
@@ -105,6 +116,10 @@ CorpusWriter::CorpusWriter(const std::string& path, const CorpusHeader& header, 
       file_(h5::File::create(temporary_, comm)) {
   CORD_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
   CORD_MPI_CHECK(MPI_Comm_size(comm, &size_));
+  CORD_CHECK(header.feature_kind == "cord" || header.feature_kind == "whisper",
+             "corpus feature kind '" + header.feature_kind + "' is neither cord nor whisper");
+  CORD_CHECK(header.feature_kind == "whisper" || header.n_mels == kMelBins, "cord features have 80 mel bins");
+  n_mels_ = header.n_mels;
   h5::File& f = file_;
   for (const char* group : {"/items", "/text", "/audio", "/tokenizer", "/checksums"}) f.create_group(group);
   f.set_attribute("/", "format", std::string(kCorpusFormat));
@@ -116,12 +131,16 @@ CorpusWriter::CorpusWriter(const std::string& path, const CorpusHeader& header, 
   f.set_attribute("/", "splits", split_list());
   f.set_attribute("/", "speakers", join(header.speakers, ','));
   f.set_attribute("/", "sample_rate", std::int64_t{kSampleRate});
-  f.set_attribute("/", "n_mels", std::int64_t{kMelBins});
+  f.set_attribute("/", "n_mels", std::int64_t{header.n_mels});
+  f.set_attribute("/", "feature_kind", header.feature_kind);
   f.set_attribute("/", "n_fft", std::int64_t{kFftSize});
   f.set_attribute("/", "win_length", std::int64_t{kFftSize});
   f.set_attribute("/", "hop_length", std::int64_t{kHopLength});
   f.set_attribute("/", "mel_scale", std::string("slaney"));
-  f.set_attribute("/", "log_mel", std::string("whisper: log10(max(mel, 1e-10)), max(x, max - 8), (x + 4) / 4"));
+  f.set_attribute("/", "log_mel",
+                  std::string(header.feature_kind == "whisper"
+                                  ? "WhisperFeatureExtractor's: the audio zero-padded to 30 s, maximum over the window"
+                                  : "whisper: log10(max(mel, 1e-10)), max(x, max - 8), (x + 4) / 4"));
 
   f.create_dataset("/items/index", Dtype::kInt64, {0}, kChunkRows);
   f.create_dataset("/items/family", Dtype::kInt8, {0}, kChunkRows);
@@ -130,10 +149,11 @@ CorpusWriter::CorpusWriter(const std::string& path, const CorpusHeader& header, 
     f.create_dataset(name, Dtype::kInt32, {0}, kChunkRows);
   }
   f.create_dataset("/items/duration_s", Dtype::kFloat32, {0}, kChunkRows);
+  f.create_dataset("/items/valid_frames", Dtype::kInt64, {0}, kChunkRows);
   for (const char* name : {"/text/question_tokens", "/text/solution_tokens", "/text/answer_tokens"}) {
     f.create_dataset(name, Dtype::kInt32, {0}, kChunkRows);
   }
-  f.create_dataset("/audio/features", Dtype::kFloat16, {0, kMelBins}, kChunkRows);
+  f.create_dataset("/audio/features", Dtype::kFloat16, {0, static_cast<std::uint64_t>(n_mels_)}, kChunkRows);
   // Offsets start as [0]; each append adds one end offset per item.
   const std::int64_t zero = 0;
   for (const char* name : {"/text/question_offsets", "/text/solution_offsets", "/text/answer_offsets",
@@ -142,7 +162,7 @@ CorpusWriter::CorpusWriter(const std::string& path, const CorpusHeader& header, 
     f.write_rows(name, 0, rank_ == 0 ? 1 : 0, &zero, Dtype::kInt64);
   }
   f.create_dataset("/checksums/items", Dtype::kInt64, {0, kColumnCount}, kChunkRows);
-  f.set_attribute("/", "checksum_columns", join({std::begin(kChecksumColumns), std::end(kChecksumColumns)}, ','));
+  f.set_attribute("/", "checksum_columns", checksum_column_list(kColumnCount));
   const std::string vocab = join(tokenizer.vocab(), '\n');
   f.set_attribute("/", "vocab_checksum", checksum_of(vocab.data(), vocab.size()));
   f.create_dataset("/tokenizer/vocab", Dtype::kUInt8, {vocab.size()});
@@ -169,7 +189,8 @@ void CorpusWriter::append(const std::vector<CorpusRecord>& mine) {
     local[kSolution] += static_cast<std::int64_t>(r.solution.size());
     local[kAnswer] += static_cast<std::int64_t>(r.answer.size());
     local[kFrames] += r.frames;
-    CORD_CHECK(r.features.size() == static_cast<std::size_t>(r.frames) * kMelBins, "record features/frames mismatch");
+    CORD_CHECK(r.features.size() == static_cast<std::size_t>(r.frames * n_mels_), "record features/frames mismatch");
+    CORD_CHECK(valid_frames_of(r) <= r.frames, "record valid frames exceed its frames");
   }
   std::vector<std::int64_t> all(static_cast<std::size_t>(kCounts) * static_cast<std::size_t>(size_));
   CORD_MPI_CHECK(MPI_Allgather(local, kCounts, MPI_INT64_T, all.data(), kCounts, MPI_INT64_T, comm_));
@@ -201,6 +222,7 @@ void CorpusWriter::append(const std::vector<CorpusRecord>& mine) {
   per_item("/items/rate", Dtype::kInt32, [](const CorpusRecord& r) { return r.rate; });
   per_item("/items/pitch", Dtype::kInt32, [](const CorpusRecord& r) { return r.pitch; });
   per_item("/items/duration_s", Dtype::kFloat32, [](const CorpusRecord& r) { return r.duration_s; });
+  per_item("/items/valid_frames", Dtype::kInt64, [](const CorpusRecord& r) { return valid_frames_of(r); });
   std::vector<std::int64_t> checksums;
   checksums.reserve(mine.size() * kColumnCount);
   for (const CorpusRecord& r : mine) {
@@ -238,7 +260,7 @@ void CorpusWriter::append(const std::vector<CorpusRecord>& mine) {
   ragged("/text/answer_tokens", "/text/answer_offsets", Dtype::kInt32, kAnswer, tokens(&CorpusRecord::answer).data(),
          token_count(&CorpusRecord::answer));
   std::vector<std::uint16_t> features;
-  features.reserve(static_cast<std::size_t>(local[kFrames]) * kMelBins);
+  features.reserve(static_cast<std::size_t>(local[kFrames] * n_mels_));
   for (const CorpusRecord& r : mine) features.insert(features.end(), r.features.begin(), r.features.end());
   ragged("/audio/features", "/audio/frame_offsets", Dtype::kFloat16, kFrames, features.data(),
          [](const CorpusRecord& r) { return r.frames; });
@@ -356,10 +378,7 @@ CorpusReader::CorpusReader(h5::File file, const std::string& path, Open mode) : 
   for (const char* key : {"sample_rate", "n_mels", "n_fft", "win_length", "hop_length"}) {
     feature_config_[key] = f.attribute_int("/", key);
   }
-  if (feature_config_["n_mels"] != kMelBins || feature_config_["sample_rate"] != kSampleRate ||
-      feature_config_["hop_length"] != kHopLength || feature_config_["n_fft"] != kFftSize) {
-    throw Error(path + ": feature config (sample_rate, n_mels, n_fft, hop_length) differs from cord's 16000, 80, 400, 160");
-  }
+  read_feature_kind();
   if (f.attribute_string("/", "families") != family_list()) {
     throw Error(path + ": root attribute families is '" + f.attribute_string("/", "families") + "', expected '" +
                 family_list() + "'");
@@ -369,6 +388,25 @@ CorpusReader::CorpusReader(h5::File file, const std::string& path, Open mode) : 
   if (mode == Open::kForVerify) return;
   if (schema_version_ >= 2) verify_loaded();
   check_values();
+}
+
+// feature_kind and n_mels (schema 3; before it, cord's 80 bins), and the STFT every kind shares.
+void CorpusReader::read_feature_kind() {
+  const h5::File& f = file_;
+  if (schema_version_ >= 3) feature_kind_ = f.attribute_string("/", "feature_kind");
+  if (feature_kind_ != "cord" && feature_kind_ != "whisper") {
+    throw Error(path_ + ": root attribute feature_kind is '" + feature_kind_ + "', neither cord nor whisper");
+  }
+  const std::int64_t n_mels = feature_config_["n_mels"];
+  if ((feature_kind_ == "cord" && n_mels != kMelBins) || n_mels < 1 || n_mels > 512) {
+    throw Error(path_ + ": root attribute n_mels is " + std::to_string(n_mels) + ", not valid for " + feature_kind_ +
+                " features (cord's have 80)");
+  }
+  n_mels_ = static_cast<int>(n_mels);
+  if (feature_config_["sample_rate"] != kSampleRate || feature_config_["hop_length"] != kHopLength ||
+      feature_config_["n_fft"] != kFftSize) {
+    throw Error(path_ + ": feature config (sample_rate, n_fft, hop_length) differs from cord's 16000, 400, 160");
+  }
 }
 
 // The per-item datasets, the token ids with their offsets, the feature offsets, the vocabulary.
@@ -397,11 +435,15 @@ void CorpusReader::read_items() {
   text("question", question_, question_offsets_);
   text("solution", solution_, solution_offsets_);
   text("answer", answer_, answer_offsets_);
-  require_dataset(f, "/audio/features", Dtype::kFloat16, {-1, kMelBins});
+  require_dataset(f, "/audio/features", Dtype::kFloat16, {-1, n_mels_});
   const h5::DatasetInfo features = f.dataset_info("/audio/features");
   const auto feature_rows = static_cast<std::int64_t>(features.shape[0]);
   feature_storage_bytes_ = features.storage_bytes;
   frame_offsets_ = read_offsets(f, "/audio/frame_offsets", n, feature_rows);
+  if (schema_version_ >= 3) {
+    require_dataset(f, "/items/valid_frames", Dtype::kInt64, {n});
+    valid_frames_ = f.read_all<std::int64_t>("/items/valid_frames");
+  }
   require_dataset(f, "/tokenizer/vocab", Dtype::kUInt8, {-1});
   const std::vector<std::uint8_t> vocab_bytes = f.read_all<std::uint8_t>("/tokenizer/vocab");
   vocab_text_.assign(vocab_bytes.begin(), vocab_bytes.end());
@@ -409,11 +451,13 @@ void CorpusReader::read_items() {
 
 void CorpusReader::read_checksums(Open mode) {
   const h5::File& f = file_;
-  const std::string expected = join({std::begin(kChecksumColumns), std::end(kChecksumColumns)}, ',');
+  checksum_columns_ = schema_version_ >= 3 ? kColumnCount : kSchema2Columns;
+  const std::string expected = checksum_column_list(checksum_columns_);
   if (!f.has_attribute("/", "checksum_columns") || f.attribute_string("/", "checksum_columns") != expected) {
-    throw Error(path_ + ": root attribute checksum_columns is missing or not '" + expected + "' (schema version 2)");
+    throw Error(path_ + ": root attribute checksum_columns is missing or not '" + expected + "' (schema version " +
+                std::to_string(schema_version_) + ")");
   }
-  require_dataset(f, "/checksums/items", Dtype::kInt64, {size(), static_cast<std::int64_t>(kColumnCount)});
+  require_dataset(f, "/checksums/items", Dtype::kInt64, {size(), static_cast<std::int64_t>(checksum_columns_)});
   checksums_ = f.read_all<std::int64_t>("/checksums/items");
   const std::int64_t vocab = checksum_of(vocab_text_.data(), vocab_text_.size());
   vocab_damaged_ = f.attribute_int("/", "vocab_checksum") != vocab;
@@ -437,12 +481,13 @@ std::int64_t CorpusReader::computed_checksum(std::size_t column, std::int64_t i)
     case kQuestionIds: return ids(question_, question_offsets_);
     case kSolutionIds: return ids(solution_, solution_offsets_);
     case kAnswerIds: return ids(answer_, answer_offsets_);
+    case kValidFrames: return checksum_of(valid_frames_[k]);
     default: throw Error(std::string("corpus checksum column ") + kChecksumColumns[column] + " is not held in memory");
   }
 }
 
 std::int64_t CorpusReader::stored_checksum(std::size_t column, std::int64_t i) const {
-  return checksums_[static_cast<std::size_t>(i) * kColumnCount + column];
+  return checksums_[static_cast<std::size_t>(i) * checksum_columns_ + column];
 }
 
 std::string CorpusReader::damage_message(std::size_t column, std::int64_t i) const {
@@ -453,7 +498,8 @@ std::string CorpusReader::damage_message(std::size_t column, std::int64_t i) con
 // What a run holds in memory is cheap to check at open; features are checked as they are read.
 void CorpusReader::verify_loaded() const {
   for (const std::size_t column : {kIndex, kFamily, kSplit, kDifficulty, kDuration, kQuestionIds, kSolutionIds,
-                                   kAnswerIds}) {
+                                   kAnswerIds, kValidFrames}) {
+    if (column >= checksum_columns_) continue;
     for (std::int64_t i = 0; i < size(); ++i) {
       if (computed_checksum(column, i) != stored_checksum(column, i)) throw Error(damage_message(column, i));
     }
@@ -470,6 +516,10 @@ void CorpusReader::check_values() {
     if (split_[k] < 0 || split_[k] >= kSplitCount) {
       throw Error(path_ + " dataset /items/split: item " + std::to_string(i) + " has split " + std::to_string(split_[k]));
     }
+    if (!valid_frames_.empty() && (valid_frames_[k] < 1 || valid_frames_[k] > frames(i))) {
+      throw Error(path_ + " dataset /items/valid_frames: item " + std::to_string(i) + " has " +
+                  std::to_string(valid_frames_[k]) + " valid frames of " + std::to_string(frames(i)));
+    }
   }
   tokenizer_ = Tokenizer::from_vocab(split_on(vocab_text_, '\n'), path_ + " dataset /tokenizer/vocab");
   const auto vocab_size = static_cast<std::int32_t>(tokenizer_.size());
@@ -485,6 +535,10 @@ void CorpusReader::check_values() {
 
 std::int64_t CorpusReader::frames(std::int64_t i) const {
   return frame_offsets_.at(static_cast<std::size_t>(i) + 1) - frame_offsets_.at(static_cast<std::size_t>(i));
+}
+
+std::int64_t CorpusReader::valid_frames(std::int64_t i) const {
+  return valid_frames_.empty() ? frames(i) : valid_frames_.at(static_cast<std::size_t>(i));
 }
 
 std::vector<std::int32_t> CorpusReader::slice(const std::vector<std::int32_t>& values,
@@ -516,9 +570,9 @@ std::vector<std::uint16_t> CorpusReader::raw_features(std::int64_t i) const {
   std::vector<std::uint16_t> values;
   try {
     // As h5::File::read_all: far more than the file stores is a damaged file, not an allocation.
-    const auto bytes = static_cast<std::uint64_t>(rows) * kMelBins * sizeof(std::uint16_t);
+    const auto bytes = static_cast<std::uint64_t>(rows) * static_cast<std::uint64_t>(n_mels_) * sizeof(std::uint16_t);
     if (bytes > feature_storage_bytes_ * 1000 + (std::uint64_t{64} << 20)) throw std::length_error("claimed size");
-    values.resize(static_cast<std::size_t>(rows) * kMelBins);
+    values.resize(static_cast<std::size_t>(rows * n_mels_));
   } catch (const std::exception&) {  // bad_alloc, length_error: offsets from a damaged file
     throw Error(path_ + " dataset /audio/features: item " + std::to_string(i) + " claims " + std::to_string(rows) +
                 " frames, more than the file stores or memory can hold (is the file damaged?)");
@@ -555,12 +609,12 @@ std::vector<CorpusReader::Damage> CorpusReader::verify() const {
   const std::vector<std::int32_t> pitch = file_.read_all<std::int32_t>("/items/pitch");
   for (std::int64_t i = 0; i < size(); ++i) {
     const auto k = static_cast<std::size_t>(i);
-    for (std::size_t column = 0; column < kColumnCount; ++column) {
+    for (std::size_t column = 0; column < checksum_columns_; ++column) {
       std::int64_t computed = 0;
       if (column == kSpeaker) computed = checksum_of(speaker[k]);
       else if (column == kRate) computed = checksum_of(rate[k]);
       else if (column == kPitch) computed = checksum_of(pitch[k]);
-      else if (column == kFeatures) computed = checksum_of(raw_features(i).data(), static_cast<std::size_t>(frames(i)) * kMelBins);
+      else if (column == kFeatures) computed = checksum_of(raw_features(i).data(), static_cast<std::size_t>(frames(i) * n_mels_));
       else computed = computed_checksum(column, i);
       if (computed != stored_checksum(column, i)) damaged.push_back({kChecksumColumns[column], i});
     }

@@ -14,16 +14,25 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-CorpusRecord record_from_audio(const std::vector<float>& audio_16k, const std::string& where) {
+// The features corpus.features names: cord's log-mel, or what a Whisper encoder reads
+// (2 frames past the audio, whisper_encoder_input) with the audio's frames as valid.
+CorpusRecord record_from_audio(const std::vector<float>& audio_16k, const std::string& where,
+                               const CorpusConfig& config) {
   CorpusRecord r;
-  LogMel mel;
   try {
-    mel = log_mel(audio_16k);
+    if (config.features == FeatureKind::kWhisper) {
+      const WhisperInput input = whisper_encoder_input(audio_16k, config.n_mels);
+      r.frames = input.frames;
+      r.valid_frames = input.valid_frames;
+      r.features = to_half(input.values);
+    } else {
+      LogMel mel = log_mel(audio_16k);
+      r.frames = mel.frames;
+      r.features = std::move(mel.values);
+    }
   } catch (const Error& e) {
     throw UsageError(where + ": " + e.what());
   }
-  r.frames = mel.frames;
-  r.features = std::move(mel.values);
   r.duration_s = static_cast<float>(static_cast<double>(audio_16k.size()) / kSampleRate);
   return r;
 }
@@ -60,7 +69,7 @@ CorpusRecord synthesize_item(const CorpusConfig& config, const ProblemGenerator&
   s.resample += since(t);
 
   t = Clock::now();
-  CorpusRecord r = record_from_audio(audio, where);
+  CorpusRecord r = record_from_audio(audio, where, config);
   s.features += since(t);
   s.audio_seconds += r.duration_s;
 
@@ -78,7 +87,7 @@ CorpusRecord synthesize_item(const CorpusConfig& config, const ProblemGenerator&
 }
 
 CorpusRecord import_item(const ManifestRow& row, const std::string& manifest_path, const Tokenizer& tokenizer,
-                         std::int64_t index) {
+                         std::int64_t index, const CorpusConfig& config) {
   const std::string folder = manifest_path.find('/') == std::string::npos
                                  ? "."
                                  : manifest_path.substr(0, manifest_path.rfind('/'));
@@ -98,7 +107,7 @@ CorpusRecord import_item(const ManifestRow& row, const std::string& manifest_pat
   } catch (const UsageError& e) {
     throw UsageError(row.where + ": " + e.what());
   }
-  CorpusRecord r = record_from_audio(resample(audio, rate, kSampleRate), row.where + " (" + wav + ")");
+  CorpusRecord r = record_from_audio(resample(audio, rate, kSampleRate), row.where + " (" + wav + ")", config);
   r.index = index;
   r.family = family;
   r.split = split;

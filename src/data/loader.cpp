@@ -110,7 +110,8 @@ Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& ro
     max_question = std::max<std::int64_t>(max_question, static_cast<std::int64_t>(corpus.question(row).size()));
     max_solution = std::max<std::int64_t>(max_solution, static_cast<std::int64_t>(corpus.solution(row).size()));
   }
-  batch.features = torch::zeros({b, max_frames, kMelBins}, torch::kFloat32);
+  const int n_mels = corpus.n_mels();
+  batch.features = torch::zeros({b, max_frames, n_mels}, torch::kFloat32);
   batch.feature_lengths = torch::zeros({b}, torch::kInt64);
   batch.feature_mask = torch::zeros({b, max_frames}, torch::kBool);
   batch.question = torch::full({b, max_question}, Tokenizer::kPad, torch::kInt64);
@@ -122,9 +123,12 @@ Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& ro
     const std::int64_t row = batch.items[static_cast<std::size_t>(k)];
     const std::int64_t frames = corpus.frames(row);
     std::vector<std::uint16_t> half = corpus.features(row);
-    const at::Tensor item = torch::from_blob(half.data(), {frames, kMelBins}, torch::kFloat16).to(torch::kFloat32);
+    const at::Tensor item = torch::from_blob(half.data(), {frames, n_mels}, torch::kFloat16).to(torch::kFloat32);
     batch.features[k].slice(0, 0, frames).copy_(item);
-    batch.feature_lengths[k] = frames;
+    // Whisper features carry 2 frames past the audio that the encoder's convolutions read;
+    // its attention covers the valid ones (model/whisper_encoder.hpp).
+    const std::int64_t valid = corpus.valid_frames(row);
+    batch.feature_lengths[k] = valid;
     batch.feature_mask[k].slice(0, 0, frames).fill_(true);
     auto put_tokens = [k](const std::vector<std::int32_t>& ids, at::Tensor& tokens, at::Tensor& mask) {
       const auto n = static_cast<std::int64_t>(ids.size());

@@ -35,6 +35,33 @@ uint64_t fnv1a(const std::string& bytes, uint64_t hash = kFnvOffset) {
 
 std::vector<int64_t> widen(const std::vector<int32_t>& ids) { return {ids.begin(), ids.end()}; }
 
+// Qwen2-Audio: the audio prompt is the user turn with one clip as the template renders it,
+//   audio_open  = text_open + BEFORE + "<|audio_bos|>"    (BEFORE: "Audio 1: ")
+//   frames        (where the processor puts one <|AUDIO|> per frame)
+//   audio_close = "<|audio_eos|>" + AFTER                 (AFTER: "\n")
+// then the same closing run as a text prompt.
+void set_audio_runs(const std::string& directory, const hf::ChatTemplate& chat_template, const std::string& text_open,
+                    ModelVocabulary::Chat& chat) {
+  const hf::AudioPlaceholder placeholder = chat_template.audio_placeholder();
+  const hf::BpeTokenizer& tokenizer = chat.tokenizer;
+  for (const char* token : {"<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"}) {
+    if (!tokenizer.token_to_id(token)) {
+      throw UsageError(directory + "/tokenizer.json has no " + token + " token, which the chat template's audio "
+                                   "placeholder uses");
+    }
+  }
+  ModelConfig described;
+  described.source = "hf:" + directory;
+  const hf::HfModelInfo info = hf::resolve_model_source(described);
+  const int32_t audio_id = *tokenizer.token_to_id("<|AUDIO|>");
+  if (audio_id != info.audio_token_id) {
+    throw UsageError(directory + "/tokenizer.json has <|AUDIO|> = " + std::to_string(audio_id) + " but " + directory +
+                     "/config.json has audio_token_index = " + std::to_string(info.audio_token_id));
+  }
+  chat.tokens.audio_open = widen(tokenizer.encode(text_open + placeholder.before + "<|audio_bos|>"));
+  chat.tokens.audio_close = widen(tokenizer.encode("<|audio_eos|>" + placeholder.after));
+}
+
 std::shared_ptr<const ModelVocabulary::Chat> read_chat(const std::string& directory, const ModelConfig& model) {
   const std::string path = directory + "/tokenizer.json";
   if (access(path.c_str(), R_OK) != 0) {
@@ -63,6 +90,8 @@ std::shared_ptr<const ModelVocabulary::Chat> read_chat(const std::string& direct
   tokens.text_open = tokens.audio_open = widen(tokenizer.encode(before));
   tokens.solve_close = widen(tokenizer.encode(after));
   tokens.transcribe_close = widen(tokenizer.encode(std::string("\n\n") + kRepeatInstruction + after));
+  // A whisper encoder from an hf: directory is a Qwen2-Audio model (hf/hf_model.hpp's layout).
+  if (model.audio.architecture == AudioArchitecture::kWhisper) set_audio_runs(directory, chat_template, before, *chat);
 
   uint64_t hash = kFnvOffset;
   for (int64_t id = 0; id < tokenizer.vocab_size(); ++id) {
@@ -173,8 +202,21 @@ model::SpecialTokens corpus_special_tokens() {
   return tokens;
 }
 
+void check_features_match(const data::CorpusReader& corpus, const ModelConfig& model) {
+  const std::string wanted = model.audio.architecture == AudioArchitecture::kWhisper ? "whisper" : "cord";
+  if (corpus.feature_kind() == wanted && corpus.n_mels() == model.audio.n_mels) return;
+  const std::string source = model.source.empty() ? "the built-in model" : hf::hf_directory(model.source) + "/config.json";
+  throw UsageError("corpus " + corpus.path() + " holds " + corpus.feature_kind() + " features with " +
+                   std::to_string(corpus.n_mels()) + " mel bins, but the model (" + source +
+                   ": model.audio.architecture = " + name_of(model.audio.architecture) + ", model.audio.n_mels = " +
+                   std::to_string(model.audio.n_mels) + ") reads " + wanted + " features with " +
+                   std::to_string(model.audio.n_mels) + ": make the corpus with --set corpus.features=" + wanted +
+                   " --set corpus.n_mels=" + std::to_string(model.audio.n_mels));
+}
+
 std::unique_ptr<data::CorpusReader> open_corpus_for(const std::string& path, const ModelConfig& model) {
   auto corpus = std::make_unique<data::CorpusReader>(path);
+  check_features_match(*corpus, model);
   const ModelVocabulary vocabulary(model, corpus->tokenizer());
   if (vocabulary.built_in()) return corpus;
   const auto start = std::chrono::steady_clock::now();

@@ -59,6 +59,8 @@ ChatTemplate ChatTemplate::recognise(const std::string& template_text, const std
                                    "the only chat format cord renders");
   }
   ChatTemplate result;
+  result.source_name_ = source_name;
+  result.template_text_ = template_text;
   result.has_default_system_ = find_default_system(template_text, result.default_system_);
   return result;
 }
@@ -77,6 +79,38 @@ ChatTemplate ChatTemplate::from_model_directory(const std::string& directory) {
     throw UsageError(config_path + ": chat_template is missing or not a string (cord renders one template)");
   }
   return recognise(config["chat_template"].get<std::string>(), config_path);
+}
+
+AudioPlaceholder ChatTemplate::audio_placeholder() const {
+  const size_t at = template_text_.find(kAudioPlaceholder);
+  if (at == std::string::npos) {
+    throw UsageError(source_name_ + ": chat_template has no audio placeholder " + kAudioPlaceholder +
+                     ", which an audio prompt of a Qwen2-Audio model needs");
+  }
+  // BEFORE: back to the end of the previous Jinja statement; AFTER: up to the next one.
+  const size_t statement_end = template_text_.rfind("%}", at);
+  const size_t begin = statement_end == std::string::npos ? 0 : statement_end + 2;
+  std::string before = template_text_.substr(begin, at - begin);
+  const size_t counter = before.find("{{");
+  if (counter != std::string::npos) {
+    const size_t close = before.find("}}", counter);
+    if (close == std::string::npos || before.substr(counter, close - counter).find("audio_count") == std::string::npos) {
+      throw UsageError(source_name_ + ": chat_template writes an expression before " + kAudioPlaceholder +
+                       " that cord cannot render (only the clip counter {{ audio_count.value }})");
+    }
+    before = before.substr(0, counter) + "1" + before.substr(close + 2);
+  }
+  const size_t after_begin = at + std::string(kAudioPlaceholder).size();
+  const size_t after_end = std::min(template_text_.find("{%", after_begin), template_text_.find("{{", after_begin));
+  const std::string after = template_text_.substr(after_begin, after_end == std::string::npos ? std::string::npos
+                                                                                              : after_end - after_begin);
+  for (const std::string* piece : {static_cast<const std::string*>(&before), &after}) {
+    if (piece->find_first_of("{}'\"") != std::string::npos) {
+      throw UsageError(source_name_ + ": chat_template writes '" + *piece + "' around " + kAudioPlaceholder +
+                       ", which is not literal text cord can render");
+    }
+  }
+  return {before, after};
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {

@@ -26,10 +26,18 @@ constexpr Family kFamilies[] = {{"llama", "LlamaForCausalLM", false},
 
 class ConfigReader {
  public:
-  ConfigReader(const json& root, const std::string& file_name) : root_(root), file_(file_name) {}
+  // `prefix` names the object inside the file in errors ("text_config.").
+  ConfigReader(const json& root, const std::string& file_name, std::string prefix = "")
+      : root_(root), file_(file_name), prefix_(std::move(prefix)) {}
 
   [[noreturn]] void refuse(const std::string& field, const std::string& why) const {
-    throw UsageError(file_ + ": " + field + " " + why);
+    throw UsageError(file_ + ": " + prefix_ + field + " " + why);
+  }
+  // The object under `key`, read with the prefix "key."; refused when missing.
+  ConfigReader object(const char* key, const std::string& why_needed) const {
+    if (!has(key)) refuse(key, "is missing: " + why_needed);
+    if (!root_[key].is_object()) refuse(key, "is not an object");
+    return ConfigReader(root_[key], file_, prefix_ + key + ".");
   }
   bool has(const char* key) const { return root_.contains(key) && !root_[key].is_null(); }
   const json& at(const char* key) const { return root_[key]; }
@@ -74,10 +82,12 @@ class ConfigReader {
  private:
   const json& root_;
   std::string file_;
+  std::string prefix_;
 };
 
-const Family& read_family(const ConfigReader& config, HfModelInfo& info) {
-  info.model_type = config.text("model_type");
+// `default_type`: the model_type when the field is absent ("" = required).
+const Family& read_family(const ConfigReader& config, HfModelInfo& info, const std::string& default_type = "") {
+  info.model_type = config.has("model_type") ? config.text("model_type") : default_type;
   const Family* family = nullptr;
   std::string known;
   for (const Family& candidate : kFamilies) {
@@ -157,14 +167,11 @@ std::vector<int64_t> read_token_ids(const ConfigReader& config, const char* key)
   return ids;
 }
 
-}  // namespace
-
-HfModelInfo apply_hf_config(std::string_view json_text, const std::string& file_name, ModelConfig& model) {
-  const json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) throw UsageError(file_name + " is not a JSON object");
-  const ConfigReader config(root, file_name);
+// The decoder fields of `model` from a causal LM's config (the file's top level, or a
+// Qwen2-Audio file's text_config, whose model_type defaults to qwen2).
+HfModelInfo apply_decoder_config(const ConfigReader& config, ModelConfig& model, const std::string& default_type = "") {
   HfModelInfo info;
-  const Family& family = read_family(config, info);
+  const Family& family = read_family(config, info, default_type);
   refuse_unimplemented(config, family);
   model.vocab_size = config.positive_int("vocab_size");
   model.d_model = config.positive_int("hidden_size");
@@ -187,6 +194,61 @@ HfModelInfo apply_hf_config(std::string_view json_text, const std::string& file_
   const std::vector<int64_t> bos = read_token_ids(config, "bos_token_id");
   info.bos_token_id = bos.empty() ? -1 : bos.front();
   return info;
+}
+
+// Qwen2-Audio's audio_config (a Whisper encoder, model/whisper_encoder.hpp) -> model.audio.
+void apply_audio_config(const ConfigReader& config, AudioEncoderConfig& audio) {
+  config.require("model_type", "qwen2_audio_encoder", "cord implements Qwen2-Audio's Whisper encoder");
+  config.require("activation_function", "gelu", "the encoder's MLP is GELU (erf)");
+  audio.architecture = AudioArchitecture::kWhisper;
+  audio.d_model = config.positive_int("d_model");
+  audio.n_layers = config.positive_int("encoder_layers");
+  audio.n_heads = config.positive_int("encoder_attention_heads");
+  audio.d_ff = config.positive_int("encoder_ffn_dim");
+  audio.n_mels = config.positive_int("num_mel_bins");
+  audio.max_source_positions = config.positive_int("max_source_positions");
+  if (audio.d_model % audio.n_heads != 0) {
+    config.refuse("d_model", "= " + std::to_string(audio.d_model) + " is not divisible by encoder_attention_heads");
+  }
+  // scale_embedding is read by Qwen2AudioEncoder but never applied in its forward: ignored
+  // here likewise, so that both compute the same.
+}
+
+// A Qwen2AudioForConditionalGeneration config.json: text_config (the decoder), audio_config
+// (the encoder) and the audio placeholder's id.
+HfModelInfo apply_qwen2_audio_config(const ConfigReader& config, ModelConfig& model) {
+  config.require("architectures", json::array({"Qwen2AudioForConditionalGeneration"}),
+                 "model_type qwen2_audio means Qwen2AudioForConditionalGeneration to cord");
+  const ConfigReader audio = config.object("audio_config", "a Qwen2-Audio model needs its encoder's configuration");
+  const ConfigReader text = config.object("text_config", "a Qwen2-Audio model needs its decoder's configuration");
+  HfModelInfo info = apply_decoder_config(text, model, "qwen2");
+  apply_audio_config(audio, model.audio);
+  info.decoder_model_type = info.model_type;
+  info.model_type = "qwen2_audio";
+  info.architecture = "Qwen2AudioForConditionalGeneration";
+  if (info.weights_dtype.empty()) info.weights_dtype = config.has("dtype") ? config.text("dtype") : config.text("torch_dtype");
+  if (info.eos_token_ids.empty()) info.eos_token_ids = read_token_ids(config, "eos_token_id");
+  if (info.bos_token_id < 0) {
+    const std::vector<int64_t> bos = read_token_ids(config, "bos_token_id");
+    info.bos_token_id = bos.empty() ? -1 : bos.front();
+  }
+  const char* key = config.has("audio_token_index") ? "audio_token_index" : "audio_token_id";
+  info.audio_token_id = config.integer(key);
+  if (info.audio_token_id < 0 || info.audio_token_id >= model.vocab_size) {
+    config.refuse(key, "= " + std::to_string(info.audio_token_id) + " is not a token id of text_config.vocab_size " +
+                           std::to_string(model.vocab_size));
+  }
+  return info;
+}
+
+}  // namespace
+
+HfModelInfo apply_hf_config(std::string_view json_text, const std::string& file_name, ModelConfig& model) {
+  const json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) throw UsageError(file_name + " is not a JSON object");
+  const ConfigReader config(root, file_name);
+  if (config.has("model_type") && config.at("model_type") == "qwen2_audio") return apply_qwen2_audio_config(config, model);
+  return apply_decoder_config(config, model);
 }
 
 std::string hf_directory(const std::string& source) {

@@ -32,10 +32,12 @@ constexpr std::pair<const char*, const char*> kBlockNames[] = {
     {"mlp.w2.weight", "mlp.down_proj.weight"},
 };
 
-// Files of a model directory that describe the tokenizer and generation, copied on export.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",     "tokenizer_config.json", "special_tokens_map.json",
-                                           "generation_config.json", "chat_template.jinja", "vocab.json",
-                                           "merges.txt"};
+// Files of a model directory that describe the tokenizer, generation and (Qwen2-Audio) the
+// feature extractor, copied on export.
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json",         "tokenizer_config.json",    "special_tokens_map.json",
+                                           "generation_config.json", "chat_template.jinja",      "chat_template.json",
+                                           "vocab.json",             "merges.txt",               "preprocessor_config.json",
+                                           "processor_config.json"};
 
 bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
 bool ends_with(const std::string& text, const std::string& suffix) {
@@ -45,8 +47,8 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 std::string shape_text(const std::vector<int64_t>& shape) { return c10::str(c10::IntArrayRef(shape)); }
 
 // Tensors a Hugging Face file may hold that carry no weights cord needs.
-bool ignorable(const std::string& name, bool tied) {
-  return ends_with(name, "rotary_emb.inv_freq") || (tied && name == "lm_head.weight");
+bool ignorable(const std::string& name, bool tied, const std::string& head) {
+  return ends_with(name, "rotary_emb.inv_freq") || (tied && name == head);
 }
 
 const char* torch_dtype_name(at::ScalarType type) {
@@ -94,7 +96,23 @@ json builtin_config(const ModelConfig& m) {
 
 }  // namespace
 
-std::string hf_tensor_name(const std::string& cord_name) {
+HfLayout hf_layout(const ModelConfig& model) {
+  return model.audio.architecture == AudioArchitecture::kWhisper ? HfLayout::kQwen2Audio : HfLayout::kCausalLm;
+}
+
+model::Initialization hf_initialization(const ModelConfig& model) {
+  return hf_layout(model) == HfLayout::kQwen2Audio ? model::Initialization::kNone
+                                                   : model::Initialization::kAllButDecoder;
+}
+
+std::string hf_tensor_name(const std::string& cord_name, HfLayout layout) {
+  if (layout == HfLayout::kQwen2Audio) {
+    // The audio tower's and projector's names are Hugging Face's (whisper_encoder.hpp).
+    if (starts_with(cord_name, "encoder.")) return "audio_tower." + cord_name.substr(8);
+    if (starts_with(cord_name, "projector.")) return "multi_modal_projector." + cord_name.substr(10);
+    const std::string decoder = hf_tensor_name(cord_name, HfLayout::kCausalLm);
+    return decoder.empty() ? "" : "language_model." + decoder;
+  }
   if (cord_name == "decoder.embedding.weight") return "model.embed_tokens.weight";
   if (cord_name == "decoder.norm.weight") return "model.norm.weight";
   if (cord_name == "decoder.lm_head.weight") return "lm_head.weight";
@@ -110,13 +128,14 @@ std::string hf_tensor_name(const std::string& cord_name) {
   return "";
 }
 
-void load_hf_decoder(const std::string& directory, model::Lalm& model) {
+void load_hf_model(const std::string& directory, model::Lalm& model) {
   const auto start = std::chrono::steady_clock::now();
   const SafetensorsDirectory files(directory);
+  const HfLayout layout = hf_layout(model->config());
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   for (const model::ParamShard& shard : model::sharded_parameters(*model, model->tp_group())) {
-    const std::string name = hf_tensor_name(shard.name);
+    const std::string name = hf_tensor_name(shard.name, layout);
     if (name.empty()) continue;
     const TensorEntry& entry = files.entry(name);
     if (entry.shape != shard.global_shape) {
@@ -130,14 +149,16 @@ void load_hf_decoder(const std::string& directory, model::Lalm& model) {
     used.insert(name);
   }
   const bool tied = model->config().tie_embeddings;
+  const std::string head = layout == HfLayout::kQwen2Audio ? "language_model.lm_head.weight" : "lm_head.weight";
   for (const std::string& name : files.names()) {
-    if (used.count(name) == 0 && !ignorable(name, tied)) {
-      throw UsageError(files.file_of(name) + ": tensor " + name + " is not part of the decoder that " + directory +
+    if (used.count(name) == 0 && !ignorable(name, tied, head)) {
+      throw UsageError(files.file_of(name) + ": tensor " + name + " is not part of the model that " + directory +
                        "/config.json describes to cord (an architecture or option cord does not implement?)");
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  CORD_LOG(kInfo) << "model: decoder loaded from " << directory << " in " << seconds << " s (" << used.size()
+  CORD_LOG(kInfo) << "model: " << (layout == HfLayout::kQwen2Audio ? "audio tower, projector and decoder" : "decoder")
+                  << " loaded from " << directory << " in " << seconds << " s (" << used.size()
                   << " tensors, this rank's slices of tp " << model->tp_group().size() << ")";
 }
 
@@ -149,13 +170,16 @@ ExportDtype parse_export_dtype(const std::string& name, const std::string& field
   throw UsageError(field + " = '" + name + "' is not one of source, float32, bfloat16, float16");
 }
 
-void export_hf_directory(const ExportRequest& request,
-                         const std::vector<std::pair<std::string, at::Tensor>>& decoder_params) {
+void export_hf_directory(const ExportRequest& request, const std::vector<std::pair<std::string, at::Tensor>>& params) {
   json config;
   if (!request.source_directory.empty()) {
     const std::string path = request.source_directory + "/config.json";
     config = json::parse(read_whole_file(path), nullptr, /*allow_exceptions=*/false);
     if (config.is_discarded() || !config.is_object()) throw UsageError(path + " is not a JSON object");
+  } else if (hf_layout(request.model) == HfLayout::kQwen2Audio) {
+    throw UsageError("cord export: the built-in model with model.audio.architecture = whisper has no Hugging Face "
+                     "counterpart (Qwen2-Audio's processor needs a tokenizer with its audio placeholders); export a "
+                     "model whose model.source is a Qwen2-Audio directory");
   } else {
     config = builtin_config(request.model);
   }
@@ -167,8 +191,9 @@ void export_hf_directory(const ExportRequest& request,
   config[config.contains("torch_dtype") ? "torch_dtype" : "dtype"] = torch_dtype_name(type);
 
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& [name, value] : decoder_params) {
-    const std::string hf_name = hf_tensor_name(name);
+  const HfLayout layout = hf_layout(request.model);
+  for (const auto& [name, value] : params) {
+    const std::string hf_name = hf_tensor_name(name, layout);
     if (!hf_name.empty()) tensors.emplace_back(hf_name, value.to(type).contiguous());
   }
   make_directories(request.out_directory);

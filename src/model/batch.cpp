@@ -28,6 +28,7 @@ Layout lay_out(const std::vector<int64_t>* question, int64_t frames, const std::
     layout.ids.insert(layout.ids.end(), static_cast<size_t>(frames), tokens.pad);  // replaced by frames
     layout.middle_length = frames;
     layout.audio = true;
+    layout.ids.insert(layout.ids.end(), tokens.audio_close.begin(), tokens.audio_close.end());
   }
   const std::vector<int64_t> close = tokens.closing(prompt_end);
   layout.ids.insert(layout.ids.end(), close.begin(), close.end());

@@ -5,6 +5,7 @@
 
 #include "cord/core/error.hpp"
 #include "cord/model/model_stats.hpp"
+#include "cord/model/whisper_encoder.hpp"
 
 namespace cord::model {
 namespace {
@@ -134,11 +135,19 @@ LalmImpl::LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group, Initi
     : config_(config), tp_group_(std::move(tp_group)) {
   validate_model(config);
   validate_tensor_parallel(config, tp_group_.size());
-  const int64_t max_encoder_frames = static_cast<int64_t>(config.max_seq_len) * config.audio.projector_stack;
-  encoder = register_module("encoder", AudioEncoder(config.audio, max_encoder_frames, config.norm_eps, tp_group_));
-  projector = register_module("projector",
-                              Projector(config.audio.d_model, config.audio.projector_stack, config.d_model, tp_group_));
+  if (config.audio.architecture == AudioArchitecture::kWhisper) {
+    encoder = register_module("encoder", std::make_shared<WhisperEncoderImpl>(config.audio, tp_group_));
+    projector = register_module("projector", std::make_shared<LinearProjectorImpl>(config.audio.d_model, config.d_model));
+  } else {
+    const int64_t max_encoder_frames = static_cast<int64_t>(config.max_seq_len) * config.audio.projector_stack;
+    encoder = register_module(
+        "encoder", std::make_shared<AudioEncoderImpl>(config.audio, max_encoder_frames, config.norm_eps, tp_group_));
+    projector = register_module("projector", std::make_shared<ProjectorImpl>(config.audio.d_model,
+                                                                             config.audio.projector_stack,
+                                                                             config.d_model, tp_group_));
+  }
   decoder = register_module("decoder", Decoder(config, tp_group_));
+  if (init == Initialization::kNone) return;
   const std::vector<std::string> drawn =
       init == Initialization::kAll ? std::vector<std::string>{""} : std::vector<std::string>{"encoder.", "projector."};
   initialize_parameters(*this, tp_group_, config.init_seed, config.init_std, config.n_layers, drawn);
@@ -147,6 +156,19 @@ LalmImpl::LalmImpl(const ModelConfig& config, comm::ProcessGroup tp_group, Initi
 std::pair<at::Tensor, at::Tensor> LalmImpl::encode_audio(const at::Tensor& mel, const at::Tensor& lengths) {
   const auto [frames, frame_lengths] = encoder->forward(mel, lengths);
   return projector->forward(frames, frame_lengths);
+}
+
+namespace {
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+bool fixed_parameter(const std::string& name) { return ends_with(name, "embed_positions.weight"); }
+}  // namespace
+
+void set_trainable(torch::nn::Module& part, bool trainable) {
+  for (auto& item : part.named_parameters(/*recurse=*/true)) {
+    item.value().requires_grad_(trainable && !fixed_parameter(item.key()));
+  }
 }
 
 std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, const comm::ProcessGroup& tp_group) {
@@ -197,14 +219,11 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The global tensor of one parameter, from its name alone.
 at::Tensor initial_value(const std::string& name, const std::vector<int64_t>& shape, int64_t seed, double init_std,
                          int64_t n_layers) {
   if (ends_with(name, "norm.weight")) return torch::ones(shape);
+  if (fixed_parameter(name)) return whisper_sinusoids(shape[0], shape[1]);
   if (ends_with(name, ".bias")) return torch::zeros(shape);
   double std = init_std;
   if (name.find("conv") != std::string::npos) {

@@ -22,6 +22,8 @@
 #include "cord/eval/evaluate.hpp"
 #include "cord/eval/prompts.hpp"
 #include "cord/eval/scoring.hpp"
+#include "cord/hf/hf_config.hpp"
+#include "cord/hf/hf_model.hpp"
 #include "cord/model/model_stats.hpp"
 #include "cord/model/tensor_parallel.hpp"
 #include "cord/train/optimizer.hpp"
@@ -93,6 +95,7 @@ class DistillStage final : public Stage {
 
   StageContext& c_;
   std::string init_;
+  bool from_source_ = false;  // the base is model.source's Qwen2-Audio model as loaded
   distill::MethodPlan plan_;
     std::unique_ptr<distill::Judge> judge_;
   std::vector<std::string> trainable_;
@@ -113,7 +116,12 @@ DistillStage::DistillStage(StageContext& context) : c_(context) {
   plan_ = distill::plan_for(cc);
   judge_ = distill::make_judge(cc.judge, cc.judge_tolerance);
   init_ = !tc.init.empty() ? tc.init : tc.run_dir + "/align/model.h5";
-  if (access(init_.c_str(), R_OK) != 0) {
+  // A Qwen2-Audio directory is a base model already: with no train.init and no align stage
+  // in the run directory, distillation starts from it as loaded (the stage context did).
+  from_source_ = tc.init.empty() && access(init_.c_str(), R_OK) != 0 && !hf::hf_directory(c_.config.model.source).empty() &&
+                 hf::hf_layout(c_.config.model) == hf::HfLayout::kQwen2Audio;
+  if (from_source_) init_ = c_.config.model.source;
+  if (!from_source_ && access(init_.c_str(), R_OK) != 0) {
     throw UsageError("train.init " + init_ +
                      " does not exist: the distill stage starts from a base model (run the text and align stages, "
                      "or set train.init)");
@@ -122,15 +130,16 @@ DistillStage::DistillStage(StageContext& context) : c_(context) {
   CORD_LOG(kInfo) << "train distill: method " << name_of(cc.method) << ", starting from " << init_ << " (stage "
                   << header.stage << ", " << header.step << " steps, commit " << header.commit << ")";
   if (cc.teacher == TeacherWeights::kInitial) {
-    frozen_teacher_ = model::Lalm(c_.config.model, c_.groups.tp);
+    frozen_teacher_ = model::Lalm(c_.config.model, c_.groups.tp,
+                                  from_source_ ? hf::hf_initialization(c_.config.model) : model::Initialization::kAll);
     frozen_teacher_->to(c_.torch_device());
     load_init(frozen_teacher_);
     for (at::Tensor& p : frozen_teacher_->parameters()) p.requires_grad_(false);
   }
   trainable_ = split_comma_list(cc.trainable);
-  for (at::Tensor& p : c_.model->encoder->parameters()) p.requires_grad_(learns("encoder"));
-  for (at::Tensor& p : c_.model->projector->parameters()) p.requires_grad_(learns("projector"));
-  for (at::Tensor& p : c_.model->decoder->parameters()) p.requires_grad_(learns("decoder"));
+  model::set_trainable(*c_.model->encoder, learns("encoder"));
+  model::set_trainable(*c_.model->projector, learns("projector"));
+  model::set_trainable(*c_.model->decoder, learns("decoder"));
 }
 
 bool DistillStage::learns(const std::string& group) const {
@@ -138,6 +147,14 @@ bool DistillStage::learns(const std::string& group) const {
 }
 
 ckpt::WeightsHeader DistillStage::load_init(model::Lalm& model) {
+  if (from_source_) {
+    // The student came loaded from the directory; the frozen teacher is loaded the same way.
+    if (model.get() != c_.model.get()) hf::load_hf_model(hf::hf_directory(c_.config.model.source), model);
+    ckpt::WeightsHeader source;
+    source.path = init_;
+    source.stage = "pretrained";
+    return source;
+  }
   const ckpt::WeightsHeader header = ckpt::load_weights(init_, model);
   ckpt::check_same_vocab(header, c_.vocabulary_fingerprint(), c_.config.train.corpus);
   return header;

@@ -48,8 +48,8 @@ StageContext open_stage_context(const Config& config, const comm::ProcessGroups&
     context.model = model::Lalm(config.model, groups.tp);
   } else {
     // The decoder comes from the files (a stage's train.init, when it has one, replaces it).
-    context.model = model::Lalm(config.model, groups.tp, model::Initialization::kAllButDecoder);
-    hf::load_hf_decoder(directory, context.model);
+    context.model = model::Lalm(config.model, groups.tp, hf::hf_initialization(config.model));
+    hf::load_hf_model(directory, context.model);
   }
   context.model->to(context.torch_device());
   return context;

@@ -67,10 +67,10 @@ TextStage::TextStage(StageContext& context) : c_(context), align_(context.config
                     << header.step << " steps, commit " << header.commit << ")";
   }
   if (align_) {
-    for (at::Tensor& p : c_.model->decoder->parameters()) p.requires_grad_(false);
+    model::set_trainable(*c_.model->decoder, false);
   } else {
-    for (at::Tensor& p : c_.model->encoder->parameters()) p.requires_grad_(false);
-    for (at::Tensor& p : c_.model->projector->parameters()) p.requires_grad_(false);
+    model::set_trainable(*c_.model->encoder, false);
+    model::set_trainable(*c_.model->projector, false);
   }
 }
 

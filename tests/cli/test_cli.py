@@ -193,12 +193,13 @@ def case_corpus_synth_inspect_np2():
         proc = cord("corpus", "inspect", out, "--json")
         expect(proc.returncode == 0, "inspect --json", proc)
         report = json.loads(proc.stdout)
-        expect(report["items"] == 36 and report["schema_version"] == 2, f"items and schema: {report}")
+        expect(report["items"] == 36 and report["schema_version"] == 3, f"items and schema: {report}")
         expect(report["families"] == {"arithmetic": 12, "multiple_choice": 12, "ordering": 12}, f"{report['families']}")
         expect(sum(report["splits"].values()) == 36 and report["vocab_size"] > 100, f"{report}")
-        expect(report["feature_config"]["n_mels"] == 80 and report["duration_s"]["min"] > 0.5, f"{report}")
+        expect(report["feature_config"]["n_mels"] == 80 and report["feature_config"]["kind"] == "cord" and
+               report["duration_s"]["min"] > 0.5, f"{report}")
         proc = cord("corpus", "inspect", out)
-        expect(proc.returncode == 0 and "multiple_choice" in proc.stdout and "schema 2" in proc.stdout, "table", proc)
+        expect(proc.returncode == 0 and "multiple_choice" in proc.stdout and "schema 3" in proc.stdout, "table", proc)
         sys.path.insert(0, os.path.dirname(__file__))
         from corpus_fixture import read_item
         question, answer, features = read_item(out, 0)
@@ -217,7 +218,7 @@ def case_corpus_rank_independence_np3():
                         ranks=ranks)
             expect(proc.returncode == 0, f"synth on {ranks} ranks", proc)
         reference = h5_datasets(files[1])
-        expect(len(reference) == 19, f"18 datasets + attributes, got {sorted(reference)}")
+        expect(len(reference) == 20, f"19 datasets + attributes, got {sorted(reference)}")
         for ranks in (2, 3):
             other = h5_datasets(files[ranks])
             expect(sorted(other) == sorted(reference), f"same datasets with {ranks} ranks")

@@ -154,7 +154,8 @@ TEST_F(MixedBatch, TokenLossGradientMatchesFiniteDifferencesWithTheTeacherHeldFi
                                          student.mask, 2.0, 2.0, 3, solo_group());
     return aggregate(terms.per_position, student.mask, Aggregation::kSum);
   };
-  const std::vector<at::Tensor> checked{lalm->encoder->conv1->weight, lalm->projector->up->weight,
+  const std::vector<at::Tensor> checked{lalm->encoder->named_parameters()["conv1.weight"],
+                                        lalm->projector->named_parameters()["up.weight"],
                                         lalm->decoder->embedding->weight, lalm->decoder->norm->weight};
   const std::vector<at::Tensor> grads = torch::autograd::grad({loss(lalm)}, checked);
   const double eps = 1e-6;

@@ -3,6 +3,8 @@
 // template. Each bad input must be a UsageError whose message names the field or tensor.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -99,10 +101,11 @@ TEST(HfConfig, MapsALlamaConfigOntoTheDecoderFields) {
   EXPECT_EQ(info.weights_dtype, "bfloat16");
 }
 
-// kLlamaConfig with `key` set to the JSON `value`, parsed: the error message, or "(no error)".
-std::string config_error(const std::string& key, const std::string& value) {
-  nlohmann::json config = nlohmann::json::parse(kLlamaConfig);
-  config[key] = nlohmann::json::parse(value);
+// The config `json_text` with `edit` applied, parsed as DIR/config.json: the error message,
+// or "(no error)".
+std::string edited_config_error(const char* json_text, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json config = nlohmann::json::parse(json_text);
+  edit(config);
   ModelConfig model;
   try {
     apply_hf_config(config.dump(), "DIR/config.json", model);
@@ -110,6 +113,11 @@ std::string config_error(const std::string& key, const std::string& value) {
     return e.what();
   }
   return "(no error)";
+}
+
+// kLlamaConfig with `key` set to the JSON `value`.
+std::string config_error(const std::string& key, const std::string& value) {
+  return edited_config_error(kLlamaConfig, [&](nlohmann::json& c) { c[key] = nlohmann::json::parse(value); });
 }
 
 TEST(HfConfig, RefusesWhatCordDoesNotImplementNamingTheField) {
@@ -138,6 +146,51 @@ TEST(HfConfig, RefusesAnotherRopeType) {
             std::string::npos);
 }
 
+// Qwen2-Audio's layout: the decoder in text_config, the encoder in audio_config.
+constexpr const char* kQwen2AudioConfig = R"({
+  "architectures": ["Qwen2AudioForConditionalGeneration"], "model_type": "qwen2_audio", "audio_token_index": 300,
+  "audio_config": {"model_type": "qwen2_audio_encoder", "d_model": 32, "encoder_layers": 2,
+                   "encoder_attention_heads": 4, "encoder_ffn_dim": 64, "num_mel_bins": 128,
+                   "max_source_positions": 1500, "activation_function": "gelu", "scale_embedding": false},
+  "text_config": {"model_type": "qwen2", "vocab_size": 304, "hidden_size": 48, "intermediate_size": 96,
+                  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                  "max_position_embeddings": 1024, "eos_token_id": 2, "tie_word_embeddings": false}})";
+
+TEST(HfConfig, MapsAQwen2AudioConfigOntoTheEncoderAndTheDecoder) {
+  ModelConfig model;
+  const HfModelInfo info = apply_hf_config(kQwen2AudioConfig, "config.json", model);
+  EXPECT_EQ(info.model_type, "qwen2_audio");
+  EXPECT_EQ(info.decoder_model_type, "qwen2");
+  EXPECT_EQ(info.audio_token_id, 300);
+  EXPECT_EQ(info.eos_token_ids, (std::vector<int64_t>{2}));
+  EXPECT_EQ(model.audio.architecture, AudioArchitecture::kWhisper);
+  EXPECT_EQ(model.audio.d_model, 32);
+  EXPECT_EQ(model.audio.n_layers, 2);
+  EXPECT_EQ(model.audio.n_heads, 4);
+  EXPECT_EQ(model.audio.d_ff, 64);
+  EXPECT_EQ(model.audio.n_mels, 128);
+  EXPECT_EQ(model.audio.max_source_positions, 1500);
+  EXPECT_EQ(model.d_model, 48);
+  EXPECT_TRUE(model.attention_bias);  // Qwen2's q/k/v biases
+  EXPECT_EQ(model.max_seq_len, 512);  // min(the default 512, max_position_embeddings)
+}
+
+TEST(HfConfig, RefusesAQwen2AudioConfigThatCordCannotRunNamingTheField) {
+  const std::vector<std::pair<std::string, std::function<void(nlohmann::json&)>>> cases{
+      {"audio_config is missing", [](nlohmann::json& c) { c.erase("audio_config"); }},
+      {"text_config is missing", [](nlohmann::json& c) { c.erase("text_config"); }},
+      {"audio_config.activation_function", [](nlohmann::json& c) { c["audio_config"]["activation_function"] = "relu"; }},
+      {"audio_config.d_model", [](nlohmann::json& c) { c["audio_config"]["encoder_attention_heads"] = 5; }},
+      {"audio_config.encoder_ffn_dim", [](nlohmann::json& c) { c["audio_config"].erase("encoder_ffn_dim"); }},
+      {"text_config.hidden_act", [](nlohmann::json& c) { c["text_config"]["hidden_act"] = "gelu"; }},
+      {"audio_token_index", [](nlohmann::json& c) { c["audio_token_index"] = 304; }},
+      {"architectures", [](nlohmann::json& c) { c["architectures"] = {"Qwen2AudioEncoder"}; }}};
+  for (const auto& [expected, edit] : cases) {
+    const std::string message = edited_config_error(kQwen2AudioConfig, edit);
+    EXPECT_NE(message.find("DIR/config.json: " + expected), std::string::npos) << expected << ": " << message;
+  }
+}
+
 TEST(HfConfig, SourceNamesOnlyHfDirectories) {
   EXPECT_EQ(hf_directory(""), "");
   EXPECT_EQ(hf_directory("hf:/models/x"), "/models/x");
@@ -164,6 +217,35 @@ TEST(ChatTemplate, RendersChatMlWithTheTemplatesDefaultSystemTurn) {
                               "{{'<|im_start|>' + message['role'] }}{% if add_generation_prompt %}{% endif %}",
                               "t");
   EXPECT_EQ(escaped.default_system(), "You are a helpful assistant.");
+}
+
+// Qwen2-Audio's default template (its processor's), as transformers writes chat_template.jinja.
+const char* kQwen2AudioTemplate =
+    "{% set audio_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != "
+    "'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] "
+    "}}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in "
+    "message['content'] %}{% if 'audio' in content or 'audio_url' in content %}{% set audio_count.value = "
+    "audio_count.value + 1 %}Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n{% elif 'text' in "
+    "content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if "
+    "add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+TEST(ChatTemplate, FindsQwen2AudiosPlaceholderWithTheClipCounterRendered) {
+  const ChatTemplate chat = ChatTemplate::recognise(kQwen2AudioTemplate, "DIR/chat_template.jinja");
+  EXPECT_EQ(chat.default_system(), "You are a helpful assistant.");
+  const AudioPlaceholder placeholder = chat.audio_placeholder();
+  EXPECT_EQ(placeholder.before, "Audio 1: ");
+  EXPECT_EQ(placeholder.after, "\n");
+  try {
+    ChatTemplate::recognise(kSmolTemplate, "DIR/chat_template.jinja").audio_placeholder();
+    FAIL() << "a template without the placeholder gave one";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("DIR/chat_template.jinja: chat_template has no audio placeholder"),
+              std::string::npos)
+        << e.what();
+  }
+  std::string other = kQwen2AudioTemplate;
+  other.replace(other.find("Audio {{ audio_count.value }}"), 29, "{{ clip_name }}");
+  EXPECT_THROW(ChatTemplate::recognise(other, "t").audio_placeholder(), UsageError);
 }
 
 TEST(ChatTemplate, RefusesATemplateThatIsNotChatMl) {

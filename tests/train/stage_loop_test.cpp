@@ -28,8 +28,8 @@ using nlohmann::json;
 class FakeStage final : public Stage {
  public:
   explicit FakeStage(StageContext& context) : c_(context) {
-    for (at::Tensor& p : c_.model->encoder->parameters()) p.requires_grad_(false);
-    for (at::Tensor& p : c_.model->projector->parameters()) p.requires_grad_(false);
+    model::set_trainable(*c_.model->encoder, false);
+    model::set_trainable(*c_.model->projector, false);
   }
   std::string label() const override { return "fake"; }
   std::string describe() const override { return "a fake stage"; }

@@ -92,6 +92,43 @@ TEST(CorpusFile, WritesVerifiesAndReadsBack) {
   EXPECT_EQ(corpus.tokenizer().decode(corpus.answer(0)), ProblemGenerator(config).generate(0).answer);
 }
 
+// Schema 3: Whisper features of 128 bins, stored 2 frames past the valid ones.
+TEST(CorpusFile, WhisperFeaturesKeepTheirKindBinsAndValidFrames) {
+  TempDir dir;
+  const std::string path = dir.file("w.h5");
+  std::vector<CorpusRecord> records = fake_records(small_config(8), 0, 8);
+  for (CorpusRecord& r : records) {
+    r.features.clear();
+    for (std::int64_t k = 0; k < r.frames * 128; ++k) r.features.push_back(static_cast<std::uint16_t>(0x3400 + k % 97));
+    r.valid_frames = r.frames - 2;
+    r.split = Split::kTrain;
+  }
+  CorpusHeader header{"import", 0, "", {}};
+  header.feature_kind = "whisper";
+  header.n_mels = 128;
+  write_corpus(path, header, Tokenizer::from_generators(), records, world_comm());
+  const CorpusReader corpus(path);
+  EXPECT_EQ(corpus.feature_kind(), "whisper");
+  EXPECT_EQ(corpus.n_mels(), 128);
+  for (std::int64_t i = 0; i < corpus.size(); ++i) {
+    EXPECT_EQ(corpus.frames(i), records[static_cast<std::size_t>(i)].frames);
+    EXPECT_EQ(corpus.valid_frames(i), records[static_cast<std::size_t>(i)].frames - 2);
+    EXPECT_EQ(corpus.features(i), records[static_cast<std::size_t>(i)].features);
+  }
+  EXPECT_TRUE(corpus.verify().empty());
+  LoaderOptions options;
+  options.global_batch = 4;
+  CorpusLoader loader(corpus, options);
+  const Batch batch = loader.next();
+  EXPECT_EQ(batch.features.size(2), 128);
+  for (std::size_t k = 0; k < batch.items.size(); ++k) {
+    const auto idx = static_cast<std::int64_t>(k);
+    // The encoder attends to the valid frames and reads the 2 after them.
+    EXPECT_EQ(batch.feature_lengths[idx].item<std::int64_t>(), corpus.valid_frames(batch.items[k]));
+    EXPECT_EQ(batch.feature_mask[idx].sum().item<std::int64_t>(), corpus.frames(batch.items[k]));
+  }
+}
+
 // Rewrites one piece of a valid corpus with the raw wrappers, then expects the reader's message.
 class BadCorpus : public ::testing::Test {
  protected:

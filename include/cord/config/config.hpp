@@ -49,6 +49,10 @@ enum class SplitName { kTrain, kValidation, kTest };
 CORD_CHOICES(SplitName, "train"sv, "validation"sv, "test"sv);
 enum class AsyncBusy { kWait, kSkip };
 CORD_CHOICES(AsyncBusy, "wait"sv, "skip"sv);
+enum class AudioArchitecture { kCord, kWhisper };
+CORD_CHOICES(AudioArchitecture, "cord"sv, "whisper"sv);
+enum class FeatureKind { kCord, kWhisper };
+CORD_CHOICES(FeatureKind, "cord"sv, "whisper"sv);
 
 #undef CORD_CHOICES
 
@@ -65,14 +69,22 @@ struct ParallelConfig {
   int tp = 1;
 };
 
-// [model.audio] the audio encoder (conv subsampling + pre-norm transformer) and the
-// projector (frame stacking + MLP) that feeds the decoder.
+// [model.audio] the audio encoder and the projector that feeds the decoder, in one of two
+// architectures (model/lalm.hpp, model/whisper_encoder.hpp):
+//   cord     two stride-2 convolutions, pre-RMSNorm blocks with RoPE, then projector_stack
+//            frames concatenated through Linear-GELU-Linear (the built-in model)
+//   whisper  Qwen2-Audio's: Whisper's encoder (convolutions of stride 1 and 2, fixed
+//            sinusoidal positions, pre-LayerNorm blocks) with average pooling by 2 and one
+//            Linear into the decoder width; a Hugging Face directory's audio_config sets it
 struct AudioEncoderConfig {
+  AudioArchitecture architecture = AudioArchitecture::kCord;
   int n_mels = 80;
   int d_model = 128;
   int n_layers = 2;
   int n_heads = 4;
   int projector_stack = 6;
+  int d_ff = 0;                      // whisper: the MLP width (encoder_ffn_dim); cord: unused
+  int max_source_positions = 1500;   // whisper: positions after the stride-2 convolution
 };
 
 // [model] the decoder-only language model (Qwen2-like: RMSNorm, RoPE, SwiGLU, GQA).
@@ -124,6 +136,10 @@ struct CorpusConfig {
   int pitch_min = 25;
   int pitch_max = 75;
   double noise_snr_db = 0;
+  // The audio features stored (data/README.md): cord's log-mel (80 bins, the built-in
+  // encoder's), or Whisper's (WhisperFeatureExtractor's, n_mels bins: a Qwen2-Audio model's).
+  FeatureKind features = FeatureKind::kCord;
+  int n_mels = 80;
 };
 
 // [train.text] and [train.align]: the length, batch and learning-rate schedule of one

@@ -62,6 +62,21 @@ struct WhisperFeatures {
 WhisperFeatures whisper_log_mel(const std::vector<float>& samples_16k, int n_mels,
                                 std::int64_t window_samples = 30 * kSampleRate);
 
+// What a Whisper encoder reads of a clip (model/whisper_encoder.hpp, "Exactness"): the
+// frames of whisper_log_mel up to valid_frames + kWhisperExtraFrames (at most the whole
+// window), transposed to [frames, n_mels]. Its valid outputs are those of the whole window.
+inline constexpr std::int64_t kWhisperExtraFrames = 2;
+struct WhisperInput {
+  std::int64_t frames = 0;
+  std::int64_t valid_frames = 0;
+  std::vector<float> values;  // [frames, n_mels] row-major, float32
+};
+WhisperInput whisper_encoder_input(const std::vector<float>& samples_16k, int n_mels,
+                                   std::int64_t window_samples = 30 * kSampleRate);
+
+// float32 -> binary16 bits (round to nearest even).
+std::vector<std::uint16_t> to_half(const std::vector<float>& values);
+
 // binary16 helpers (round to nearest even), for tests and readers.
 float half_to_float(std::uint16_t bits);
 inline bool half_is_finite(std::uint16_t bits) { return (bits & 0x7C00u) != 0x7C00u; }  // exponent not all ones

@@ -1,5 +1,5 @@
 #pragma once
-// The corpus file (HDF5, schema version 2; data/README.md documents every field):
+// The corpus file (HDF5, schema version 3; data/README.md documents every field):
 // CorpusWriter writes it collectively with parallel HDF5 — each rank its blocks of items
 // as hyperslabs of ragged, offset-indexed datasets — under a temporary name in the target
 // directory, then fsyncs, verifies (reopens and checks the schema and counts) and renames
@@ -7,6 +7,8 @@
 // datasets, dtypes, shapes, offsets) and reads items. Schema 2 adds a checksum per item and
 // dataset: the reader checks what it holds in memory at open and each item's features as it
 // reads them, so a flipped bit is an error naming the dataset and item, never a silent value.
+// Schema 3 adds the feature kind (cord's log-mel or Whisper's, root attribute feature_kind),
+// its mel bins (n_mels, 80 or 128 for Whisper) and each item's valid frames.
 #include <mpi.h>
 
 #include <cstdint>
@@ -21,7 +23,9 @@
 
 namespace cord::data {
 
-inline constexpr std::int64_t kSchemaVersion = 2;  // 2: per-item checksums; 1 is still read
+// 2: per-item checksums; 3: feature kind, n_mels and valid frames. 1 and 2 are still read
+// (as cord features of 80 bins, every frame valid).
+inline constexpr std::int64_t kSchemaVersion = 3;
 inline constexpr const char* kCorpusFormat = "cord-corpus";
 
 // One item as stored.
@@ -36,7 +40,11 @@ struct CorpusRecord {
   std::int32_t pitch = -1;    // 0..100; -1 = unknown
   float duration_s = 0;       // of the 16 kHz audio
   std::int64_t frames = 0;
-  std::vector<std::uint16_t> features;  // [frames, kMelBins] binary16
+  // The frames the encoder attends to: all of them for cord features; for Whisper's, the
+  // audio's frames, the stored ones being 2 more (whisper_encoder.hpp, "Exactness").
+  // 0 = frames.
+  std::int64_t valid_frames = 0;
+  std::vector<std::uint16_t> features;  // [frames, n_mels] binary16
 };
 
 // File-level facts written as root attributes.
@@ -45,6 +53,8 @@ struct CorpusHeader {
   std::int64_t seed = 0;          // corpus seed (synth), 0 for import
   std::string config_toml;        // the [corpus] section it was made with (synth)
   std::vector<std::string> speakers;  // speaker id -> espeak voice name
+  std::string feature_kind = "cord";  // "cord" or "whisper" (config.hpp's FeatureKind names)
+  int n_mels = 80;
 };
 
 // Writes a corpus collectively over `comm`, streaming: every append() adds one block of
@@ -75,6 +85,7 @@ class CorpusWriter {
   int rank_ = 0;
   int size_ = 1;
   h5::File file_;
+  int n_mels_ = 80;
   std::int64_t written_[kCounts] = {};
   bool committed_ = false;
 };
@@ -104,6 +115,9 @@ class CorpusReader {
   const std::vector<std::string>& speakers() const { return speakers_; }
   // Feature facts from the file's attributes (sample_rate, n_mels, n_fft, hop_length).
   const std::map<std::string, std::int64_t>& feature_config() const { return feature_config_; }
+  // "cord" or "whisper" ("cord" before schema 3), and the mel bins of every frame.
+  const std::string& feature_kind() const { return feature_kind_; }
+  int n_mels() const { return n_mels_; }
 
   std::int64_t index(std::int64_t i) const { return index_.at(static_cast<std::size_t>(i)); }
   Family family(std::int64_t i) const { return static_cast<Family>(family_.at(static_cast<std::size_t>(i))); }
@@ -111,11 +125,12 @@ class CorpusReader {
   int difficulty(std::int64_t i) const { return difficulty_.at(static_cast<std::size_t>(i)); }
   float duration_s(std::int64_t i) const { return duration_.at(static_cast<std::size_t>(i)); }
   std::int64_t frames(std::int64_t i) const;
+  std::int64_t valid_frames(std::int64_t i) const;  // frames(i) before schema 3
   std::vector<std::int32_t> question(std::int64_t i) const { return slice(question_, question_offsets_, i); }
   std::vector<std::int32_t> solution(std::int64_t i) const { return slice(solution_, solution_offsets_, i); }
   std::vector<std::int32_t> answer(std::int64_t i) const { return slice(answer_, answer_offsets_, i); }
 
-  // [frames(i), kMelBins] binary16. Throws Error naming the file, dataset and item when they
+  // [frames(i), n_mels()] binary16. Throws Error naming the file, dataset and item when they
   // do not match the item's checksum or a value is NaN or infinite.
   std::vector<std::uint16_t> features(std::int64_t i) const;
   // Reads every feature row (in chunks) and throws as features() does; for `inspect`.
@@ -143,6 +158,7 @@ class CorpusReader {
   CorpusReader(h5::File file, const std::string& name, Open mode);
   static std::vector<std::int32_t> slice(const std::vector<std::int32_t>& values,
                                          const std::vector<std::int64_t>& offsets, std::int64_t i);
+  void read_feature_kind();
   void read_items();
   void read_checksums(Open mode);
   void verify_loaded() const;
@@ -170,6 +186,10 @@ class CorpusReader {
   bool vocab_damaged_ = false;  // only with Open::kForVerify
   std::uint64_t feature_storage_bytes_ = 0;  // what the file stores for /audio/features
   std::vector<std::int64_t> checksums_;  // /checksums/items, [size(), columns] row-major; empty in schema 1
+  std::size_t checksum_columns_ = 0;     // 12 in schema 2, 13 (valid frames) from schema 3
+  std::string feature_kind_ = "cord";
+  int n_mels_ = 80;
+  std::vector<std::int64_t> valid_frames_;  // empty before schema 3 (every frame valid)
 };
 
 }  // namespace cord::data

@@ -46,8 +46,8 @@ struct LoaderState {
 struct Batch {
   std::vector<std::int64_t> items;  // corpus rows, [B]
   at::Tensor features;              // [B, T_max, n_mels] float32
-  at::Tensor feature_lengths;       // [B] int64 frames
-  at::Tensor feature_mask;          // [B, T_max] bool, true on real frames
+  at::Tensor feature_lengths;       // [B] int64 valid frames (CorpusReader::valid_frames)
+  at::Tensor feature_mask;          // [B, T_max] bool, true on stored (non-padding) frames
   at::Tensor question;              // [B, Lq_max] int64 token ids
   at::Tensor question_mask;         // [B, Lq_max] bool
   at::Tensor solution;              // [B, Ls_max] int64

@@ -11,7 +11,11 @@
 //       transcribe_close "\n\n" kRepeatInstruction, then solve_close's text
 //       response         the solution's (or question's) text, then eos = <|im_end|>
 //     An audio prompt has the projected frames where the question text would be
-//     (audio_open == text_open). Encoding the pieces one by one gives the ids of the whole
+//     (audio_open == text_open). A Qwen2-Audio model (model.audio.architecture = whisper)
+//     has its template's audio placeholder around them instead (hf/chat_template.hpp):
+//       audio_open       text_open + "Audio 1: <|audio_bos|>"
+//       frames           one per encoder output, where its processor puts <|AUDIO|> tokens
+//       audio_close      "<|audio_eos|>\n", then solve_close or transcribe_close Encoding the pieces one by one gives the ids of the whole
 //     rendered conversation (tests/hf checks it on the corpus): the template's markers are
 //     special tokens, matched before BPE, and the question starts after a newline.
 //
@@ -78,6 +82,11 @@ std::optional<std::string> extract_answer(const ModelVocabulary& vocabulary, con
 model::SpecialTokens corpus_special_tokens();
 
 // Opens the corpus at `path` with its questions and solutions in `model`'s vocabulary.
+// Throws UsageError naming the corpus and the model's fields when its features are not the
+// ones the model's encoder reads (kind: cord or whisper; mel bins).
 std::unique_ptr<data::CorpusReader> open_corpus_for(const std::string& path, const ModelConfig& model);
+
+// The check open_corpus_for makes on the features.
+void check_features_match(const data::CorpusReader& corpus, const ModelConfig& model);
 
 }  // namespace cord::eval

@@ -15,6 +15,15 @@
 
 namespace cord::hf {
 
+// Qwen2-Audio's audio placeholder in a user turn: the template writes BEFORE, then
+// <|audio_bos|><|AUDIO|><|audio_eos|> (the processor expands <|AUDIO|> to one token per
+// encoder frame), then AFTER. Its default template: "Audio 1: " and "\n" for the first clip.
+inline constexpr const char* kAudioPlaceholder = "<|audio_bos|><|AUDIO|><|audio_eos|>";
+struct AudioPlaceholder {
+  std::string before;
+  std::string after;
+};
+
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant"
   std::string content;
@@ -33,8 +42,15 @@ class ChatTemplate {
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   // The default system turn's content ("" when the template inserts none).
   const std::string& default_system() const { return default_system_; }
+  // The audio placeholder of the first clip of a conversation, from the template's text:
+  // the literal text around kAudioPlaceholder, with a Jinja expression that counts clips
+  // ({{ audio_count.value }}) rendered as 1. Throws UsageError naming the template's file
+  // when the template has no placeholder or writes something else around it.
+  AudioPlaceholder audio_placeholder() const;
 
  private:
+  std::string source_name_;
+  std::string template_text_;
   std::string default_system_;
   bool has_default_system_ = false;
 };

@@ -1,7 +1,7 @@
 #pragma once
 // Input assembly for the two conditionings of one question, and the response loss.
 //
-//   audio: [bos][audio][frame_1 ... frame_N][sep][response ...]
+//   audio: [bos][audio][frame_1 ... frame_N][audio_close][sep][response ...]
 //   text:  [bos][text][question tokens ...][sep][response ...]
 //
 // The token closing the prompt names the task: [sep] asks for the solution, [transcribe]
@@ -39,6 +39,9 @@ struct SpecialTokens {
   // Token runs that replace the single tokens above when not empty (a chat template's):
   // before the question text / before the frames, and after the question for each task.
   std::vector<int64_t> text_open, audio_open, solve_close, transcribe_close;
+  // Tokens right after the frames, before the closing run (Qwen2-Audio's <|audio_eos|> and
+  // what its template puts after it); empty for every other model.
+  std::vector<int64_t> audio_close;
 
   // [bos][audio] or [bos][text], or the run that replaces it.
   std::vector<int64_t> opening(bool audio_input) const;

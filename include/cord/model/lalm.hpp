@@ -1,20 +1,24 @@
 #pragma once
-// The audio-language model (LALM), shaped like Qwen2-Audio at small scale:
+// The audio-language model (LALM), in the shape of Qwen2-Audio:
 //
-//   log-mel [B, F, n_mels] --AudioEncoder--> [B, F/4, d_a] --Projector--> [B, F/(4k), d]
-//                                                                           |
-//   [bos][audio][projected frames][sep][response ...]  or                  v
+//   log-mel [B, F, n_mels] --encoder--> [B, F', d_a] --projector--> [B, N, d]
+//                                                                      |
+//   [bos][audio][projected frames][sep][response ...]  or             v
 //   [bos][text][question tokens][sep][response ...]  --Decoder (shared weights)--> logits
 //
-// AudioEncoder: two Conv1d (kernel 3, stride 2, GELU) then pre-norm transformer blocks
-// with bidirectional attention over the valid frames, then RMSNorm.
-// Projector: k consecutive encoder frames concatenated, then Linear-GELU-Linear
-// (column then row parallel) into the decoder width.
+// The encoder and projector come in two architectures (model.audio.architecture):
+//   cord     AudioEncoder: two Conv1d (kernel 3, stride 2, GELU), pre-norm transformer
+//            blocks with bidirectional attention over the valid frames, RMSNorm (F' = F/4);
+//            Projector: k consecutive encoder frames concatenated, then Linear-GELU-Linear
+//            (column then row parallel) into the decoder width (N = F'/k).
+//   whisper  WhisperEncoder and LinearProjector (model/whisper_encoder.hpp), Qwen2-Audio's
+//            (N = F/4).
 // Decoder: vocab-parallel embedding, causal pre-norm blocks (RMSNorm, RoPE, GQA, SwiGLU),
 // RMSNorm, LM head (its own column-parallel matrix, or the embedding table when tied);
 // logits stay split over the vocabulary ([..., V/P] per tp rank).
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
 #include "cord/comm/process_group.hpp"
@@ -24,12 +28,24 @@
 
 namespace cord::model {
 
-class AudioEncoderImpl : public torch::nn::Module {
+// The speech side's two parts, whatever the architecture.
+class SpeechEncoder : public torch::nn::Module {
+ public:
+  // mel [B, F, n_mels], lengths [B] (valid frames) -> [B, F', d_a] and valid lengths' [B].
+  virtual std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& mel, const at::Tensor& lengths) = 0;
+};
+class SpeechProjector : public torch::nn::Module {
+ public:
+  // [B, F', d_a], lengths [B] -> decoder-width frames [B, N, d] and their lengths [B].
+  virtual std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& frames, const at::Tensor& lengths) = 0;
+};
+
+class AudioEncoderImpl : public SpeechEncoder {
  public:
   AudioEncoderImpl(const AudioEncoderConfig& config, int64_t max_frames, double norm_eps,
                    const comm::ProcessGroup& tp_group);
-  // mel [B, F, n_mels], lengths [B] (valid frames) -> [B, F', d_a] and lengths' [B].
-  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& mel, const at::Tensor& lengths);
+  // mel [B, F, n_mels], lengths [B] (valid frames) -> [B, F/4, d_a] and lengths' [B].
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& mel, const at::Tensor& lengths) override;
   // Valid output frames for `frames` valid input frames: two stride-2 convolutions.
   static int64_t output_frames(int64_t frames);
 
@@ -42,12 +58,12 @@ class AudioEncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AudioEncoder);
 
-class ProjectorImpl : public torch::nn::Module {
+class ProjectorImpl : public SpeechProjector {
  public:
   ProjectorImpl(int64_t encoder_dim, int64_t stack, int64_t model_dim, const comm::ProcessGroup& tp_group);
   // [B, F', d_a], lengths [B] -> [B, F'/k, d], lengths / k (trailing frames that do not
   // fill a stack are dropped).
-  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& frames, const at::Tensor& lengths);
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& frames, const at::Tensor& lengths) override;
   ColumnParallelLinear up{nullptr};
   RowParallelLinear down{nullptr};
 
@@ -90,8 +106,9 @@ TORCH_MODULE(Decoder);
 // Which parameters the constructor draws from config.init_seed.
 enum class Initialization {
   kAll,          // every parameter (a fresh model, or one whose weights file replaces them)
-  kAllButDecoder // the caller loads the decoder (a Hugging Face model): drawing its
-                 // parameters would only cost time (minutes for billions of them)
+  kAllButDecoder, // the caller loads the decoder (a Hugging Face model): drawing its
+                  // parameters would only cost time (minutes for billions of them)
+  kNone           // the caller loads every parameter (a Qwen2-Audio directory)
 };
 
 class LalmImpl : public torch::nn::Module {
@@ -106,8 +123,9 @@ class LalmImpl : public torch::nn::Module {
   // mel [B, F, n_mels], lengths [B] -> decoder-width frames [B, N, d] and their lengths [B].
   std::pair<at::Tensor, at::Tensor> encode_audio(const at::Tensor& mel, const at::Tensor& lengths);
 
-  AudioEncoder encoder{nullptr};
-  Projector projector{nullptr};
+  // Registered as "encoder" and "projector" in either architecture.
+  std::shared_ptr<SpeechEncoder> encoder;
+  std::shared_ptr<SpeechProjector> projector;
   Decoder decoder{nullptr};
 
  private:
@@ -137,6 +155,10 @@ struct ParamShard {
     return split_dim < 0 || length == param.size(split_dim) ? param : param.narrow(split_dim, 0, length);
   }
 };
+
+// Sets requires_grad on every parameter of `part` (an encoder, projector or decoder) but the
+// fixed ones, which never train (Whisper's sinusoidal positions, as in Qwen2-Audio).
+void set_trainable(torch::nn::Module& part, bool trainable);
 
 // Every parameter of `module` with its shard description, in registration order.
 std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, const comm::ProcessGroup& tp_group);
