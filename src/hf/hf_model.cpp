@@ -195,6 +195,11 @@ void export_hf_directory(const ExportRequest& request, const std::vector<std::pa
   for (const auto& [name, value] : params) {
     const std::string hf_name = hf_tensor_name(name, layout);
     if (!hf_name.empty()) tensors.emplace_back(hf_name, value.to(type).contiguous());
+    // Qwen2AudioForConditionalGeneration reads its own head even when text_config ties it:
+    // write the table there too, or transformers would draw a new one.
+    if (layout == HfLayout::kQwen2Audio && request.model.tie_embeddings && name == "decoder.embedding.weight") {
+      tensors.emplace_back("language_model.lm_head.weight", value.to(type).contiguous());
+    }
   }
   make_directories(request.out_directory);
   write_safetensors(request.out_directory + "/model.safetensors", tensors, {{"format", "pt"}});

@@ -148,6 +148,18 @@ TEST(Config, ModelValidationMessagesAreExact) {
   EXPECT_NO_THROW(validate_tensor_parallel(load_config("", {"model.n_kv_heads=2"}).model, 2));
 }
 
+TEST(Config, AudioFeatureAndEncoderMessagesAreExact) {
+  EXPECT_EQ(usage_error_of([] { load_config("", {"corpus.n_mels=128"}); }),
+            "corpus.n_mels = 128: cord features have 80 mel bins (another count needs corpus.features = whisper)");
+  EXPECT_NO_THROW(load_config("", {"corpus.n_mels=128", "corpus.features=whisper"}));
+  EXPECT_EQ(usage_error_of([] { load_config("", {"model.audio.architecture=whisper"}); }),
+            "model.audio.d_ff = 0 must be > 0 with model.audio.architecture = whisper (the encoder's MLP width)");
+  EXPECT_EQ(usage_error_of([] {
+              validate_tensor_parallel(load_config("", {"model.audio.architecture=whisper", "model.audio.d_ff=90"}).model, 4);
+            }),
+            "model.audio.d_ff=90 is not divisible by parallel.tp=4");
+}
+
 // A choice is parsed once, at load: a misspelt name in a file names the key, the file and
 // line and every valid name; the resolved dump writes the name back.
 TEST(Config, ChoicesAreParsedAtLoadAndDumpedByName) {

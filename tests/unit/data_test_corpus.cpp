@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "cord/core/checksum.hpp"
 #include "cord/data/corpus.hpp"
 #include "cord/data/loader.hpp"
 #include "cord/h5/h5.hpp"
@@ -211,6 +212,89 @@ TEST_F(BadCorpus, TruncatedFile) {
   ASSERT_EQ(stat(path_.c_str(), &info), 0);
   ASSERT_EQ(truncate(path_.c_str(), info.st_size / 2), 0);
   EXPECT_NE(reader_error().find("cannot open " + path_ + " as HDF5"), std::string::npos) << reader_error();
+}
+
+// The feature attributes of schema 3 (feature_kind, n_mels) and /items/valid_frames.
+void replace_string_attribute(hid_t file, const char* name, const char* value) {
+  H5Adelete(file, name);
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  const hid_t space = H5Screate(H5S_SCALAR);
+  const hid_t attribute = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attribute, type, &value);
+  H5Aclose(attribute);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
+void write_int64_attribute(hid_t file, const char* name, std::int64_t value) {
+  const hid_t attribute = H5Aopen(file, name, H5P_DEFAULT);
+  H5Awrite(attribute, H5T_NATIVE_INT64, &value);
+  H5Aclose(attribute);
+}
+
+// Writes one int64 element at (row, column) of a 1-d or 2-d dataset.
+void write_int64_element(hid_t file, const char* name, hsize_t row, hsize_t column, std::int64_t value) {
+  const hid_t set = H5Dopen2(file, name, H5P_DEFAULT);
+  const hid_t space = H5Dget_space(set);
+  const int rank = H5Sget_simple_extent_ndims(space);
+  const hsize_t start[2] = {row, column}, count[2] = {1, 1};
+  H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+  const hid_t memory = H5Screate_simple(rank, count, nullptr);
+  H5Dwrite(set, H5T_NATIVE_INT64, memory, space, H5P_DEFAULT, &value);
+  H5Sclose(memory);
+  H5Sclose(space);
+  H5Dclose(set);
+}
+
+TEST_F(BadCorpus, UnknownFeatureKindIsNamed) {
+  edit([](hid_t file) { replace_string_attribute(file, "feature_kind", "mfcc"); });
+  EXPECT_NE(reader_error().find(path_ + ": root attribute feature_kind is 'mfcc', neither cord nor whisper"),
+            std::string::npos)
+      << reader_error();
+}
+
+TEST_F(BadCorpus, CordFeaturesWithAnotherBinCountAreNamed) {
+  edit([](hid_t file) { write_int64_attribute(file, "n_mels", 128); });
+  EXPECT_NE(reader_error().find(path_ + ": root attribute n_mels is 128, not valid for cord features"),
+            std::string::npos)
+      << reader_error();
+}
+
+// A damaged valid-frame count fails its checksum; a hand-made file whose checksum matches
+// the bad count fails the range check, naming the item and both counts.
+TEST_F(BadCorpus, ValidFramesOutsideTheItemAreNamed) {
+  const std::int64_t frames = CorpusReader(path_).frames(4);
+  edit([&](hid_t file) { write_int64_element(file, "/items/valid_frames", 4, 0, frames + 1); });
+  EXPECT_NE(reader_error().find(path_ + " dataset /items/valid_frames: item 4 does not match its checksum"),
+            std::string::npos)
+      << reader_error();
+  edit([&](hid_t file) {
+    const std::int64_t bad = frames + 1;
+    const hid_t set = H5Dopen2(file, "/checksums/items", H5P_DEFAULT);
+    const hid_t space = H5Dget_space(set);
+    hsize_t shape[2] = {0, 0};
+    H5Sget_simple_extent_dims(space, shape, nullptr);
+    H5Sclose(space);
+    H5Dclose(set);
+    // valid_frames is the last checksum column (schema 3 appended it).
+    write_int64_element(file, "/checksums/items", 4, shape[1] - 1, static_cast<std::int64_t>(content_checksum(&bad, 8)));
+  });
+  EXPECT_NE(reader_error().find(path_ + " dataset /items/valid_frames: item 4 has " + std::to_string(frames + 1) +
+                                " valid frames of " + std::to_string(frames)),
+            std::string::npos)
+      << reader_error();
+}
+
+TEST(CorpusFile, WriterRefusesMoreValidFramesThanFrames) {
+  TempDir dir;
+  std::vector<CorpusRecord> records = fake_records(small_config(4), 0, 4);
+  records[2].valid_frames = records[2].frames + 1;
+  const std::string message = error_of<Error>([&] {
+    write_corpus(dir.file("v.h5"), CorpusHeader{"synth", 1, "", {}}, Tokenizer::from_generators(), records,
+                 world_comm());
+  });
+  EXPECT_NE(message.find("record valid frames exceed its frames"), std::string::npos) << message;
 }
 
 // --- loader ---------------------------------------------------------------------------
