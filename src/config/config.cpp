@@ -112,6 +112,8 @@ std::vector<Field> config_fields(Config& config) {
        &config.train.text_repeat_fraction, between(0, 1)},
       {"train.align_solution_fraction", "align stage: share of items trained audio -> solution (rest: transcript)",
        &config.train.align_solution_fraction, between(0, 1)},
+      {"train.align_trainable", "align stage: comma list of the parameter groups that learn: encoder, projector, decoder",
+       &config.train.align_trainable},
       {"train.inject_nonfinite", "tests only: comma list of steps (1-based, as logged) whose loss is made NaN",
        &config.train.inject_nonfinite},
       {"train.text.steps", "text stage: optimizer steps", &config.train.text.steps, positive()},
@@ -282,7 +284,19 @@ void validate_corpus(const CorpusConfig& c) {
   }
 }
 
+// `key` names a non-empty comma list of the model's parameter groups.
+void validate_parameter_groups(const char* key, const std::string& list) {
+  const std::vector<std::string> groups = split_comma_list(list);
+  if (groups.empty()) throw UsageError(std::string(key) + " is empty: name at least one of encoder, projector, decoder");
+  for (const std::string& group : groups) {
+    if (group != "encoder" && group != "projector" && group != "decoder") {
+      throw UsageError(std::string(key) + ": '" + group + "' is not one of encoder, projector, decoder");
+    }
+  }
+}
+
 void validate_train(const TrainConfig& t) {
+  validate_parameter_groups("train.align_trainable", t.align_trainable);
   if (t.corpus.empty()) throw UsageError("train.corpus is empty");
   if (t.run_dir.empty()) throw UsageError("train.run_dir is empty");
   for (const auto& [name, stage] : {std::pair<const char*, const StageConfig&>{"text", t.text},
@@ -292,13 +306,7 @@ void validate_train(const TrainConfig& t) {
 }
 
 void validate_cord(const CordConfig& c) {
-  const std::vector<std::string> groups = split_comma_list(c.trainable);
-  if (groups.empty()) throw UsageError("cord.trainable is empty: name at least one of encoder, projector, decoder");
-  for (const std::string& group : groups) {
-    if (group != "encoder" && group != "projector" && group != "decoder") {
-      throw UsageError("cord.trainable: '" + group + "' is not one of encoder, projector, decoder");
-    }
-  }
+  validate_parameter_groups("cord.trainable", c.trainable);
   const bool grpo_and_kl = c.method == Method::kCord || c.method == Method::kCordUnweighted;
   if (c.token_rollouts == TokenRollouts::kGroup && !grpo_and_kl) {
     throw UsageError("cord.token_rollouts=group needs a method with both GRPO rollouts and a reverse-KL token loss "

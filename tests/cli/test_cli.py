@@ -544,6 +544,35 @@ def case_train_nonfinite():
     expect(not os.path.exists(os.path.join(run_dir, "text", "model.h5")), "no weights written for a stopped stage")
 
 
+def case_align_trainable():
+    """train.align_trainable = projector: the encoder keeps the text stage's (untrained)
+    weights bit for bit, the projector learns, the decoder stays frozen as by default."""
+    import h5py
+    import numpy as np
+    run_dir = os.path.join(ARGS.work_dir, "align-projector")
+    subprocess.run(["rm", "-rf", run_dir], check=True)
+    proc = cord("train", *stage_sets(run_dir, "align", 4), "--set", "train.align_trainable=projector")
+    expect(proc.returncode == 0, "align with the projector alone", proc)
+    def params(path):
+        with h5py.File(path, "r") as f:
+            return {name: f["params"][name][()] for name in f["params"]}
+    init = params(os.path.join(pipeline_dir(), "text", "model.h5"))
+    after = params(os.path.join(run_dir, "align", "model.h5"))
+    groups = {"encoder": [], "projector": [], "decoder": []}
+    for name in init:
+        groups[name.split(".")[0]].append(np.array_equal(init[name], after[name]))
+    expect(groups["encoder"] and all(groups["encoder"]), f"every encoder tensor unchanged ({len(groups['encoder'])})")
+    expect(groups["decoder"] and all(groups["decoder"]), f"every decoder tensor unchanged ({len(groups['decoder'])})")
+    expect(groups["projector"] and not any(groups["projector"]), "every projector tensor learnt")
+    trained = re.search(r"(\d+) of (\d+) parameters trained", proc.stderr)
+    projector_size = sum(init[n].size for n in init if n.startswith("projector."))
+    expect(trained is not None and int(trained.group(1)) == projector_size,
+           f"the log counts the projector's {projector_size} parameters as trained", proc)
+    proc = cord("train", *stage_sets(run_dir + "-bad", "align", 4), "--set", "train.align_trainable=projector,speech")
+    expect(proc.returncode == 2 and "train.align_trainable: 'speech' is not one of encoder, projector, decoder"
+           in proc.stderr, "an unknown part is named", proc)
+
+
 def case_train_eval_bad_input():
     run_dir = pipeline_dir()
     text_weights = os.path.join(run_dir, "text", "model.h5")

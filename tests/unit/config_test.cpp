@@ -160,6 +160,16 @@ TEST(Config, AudioFeatureAndEncoderMessagesAreExact) {
             "model.audio.d_ff=90 is not divisible by parallel.tp=4");
 }
 
+TEST(Config, ParameterGroupListsNameTheKey) {
+  EXPECT_EQ(usage_error_of([] { load_config("", {"train.align_trainable=projector,speech"}); }),
+            "train.align_trainable: 'speech' is not one of encoder, projector, decoder");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"train.align_trainable="}); }),
+            "train.align_trainable is empty: name at least one of encoder, projector, decoder");
+  EXPECT_EQ(usage_error_of([] { load_config("", {"cord.trainable=head"}); }),
+            "cord.trainable: 'head' is not one of encoder, projector, decoder");
+  EXPECT_EQ(load_config("", {}).train.align_trainable, "encoder,projector");
+}
+
 // A choice is parsed once, at load: a misspelt name in a file names the key, the file and
 // line and every valid name; the resolved dump writes the name back.
 TEST(Config, ChoicesAreParsedAtLoadAndDumpedByName) {

@@ -157,8 +157,9 @@ struct StageConfig {
 //   text   the decoder learns from text questions -> solutions (loss on response
 //          tokens only) and, on a share of the items, text question -> the question back
 //          (the "repeat" task, which the align stage's transcription reuses)
-//   align  the decoder is frozen; the audio encoder and projector learn from speech:
-//          audio -> transcript of the question, and on a share of the items audio -> solution
+//   align  the parts in align_trainable learn (default: the audio encoder and projector;
+//          the decoder is frozen) from speech: audio -> transcript of the question, and on
+//          a share of the items audio -> solution
 //   distill  CORD and its baselines ([cord]) from a base model (docs/method.md)
 struct TrainConfig {
   StageName stage = StageName::kText;
@@ -182,6 +183,9 @@ struct TrainConfig {
   bool zero1 = false;
   double text_repeat_fraction = 0.2;
   double align_solution_fraction = 0.25;
+  // Comma list of encoder, projector, decoder. A pretrained speech encoder (Whisper) can
+  // stay frozen while a new projector learns: align_trainable = "projector".
+  std::string align_trainable = "encoder,projector";
   std::string inject_nonfinite = "";
   // The main job (README): about 23 minutes on 2 cores from the corpus to CORD's eval.
   StageConfig text{2000, 64, 2e-3, 1e-4, 100};
