@@ -7,6 +7,8 @@
 #   (default: jobs/base_small.toml runs/base_small; NAME = the config's file name)
 # The corpus is regenerated and both stages train from step 0 (a from-scratch build) unless
 # CORD_REUSE_CORPUS=1; CORD_RESUME=auto continues an interrupted run from its checkpoints.
+# CORD_SETS passes --set words to every command (jobs/pipeline.sh) and is recorded with the
+# command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-jobs/base_small.toml}
@@ -19,4 +21,4 @@ start=$(date +%s.%N)
 CORD_DISTILL=0 jobs/pipeline.sh "$config" "$run" 2>&1 | tee "$run/pipeline.log"
 end=$(date +%s.%N)
 python3 bench/summarize_base.py --run "$run" --config "$config" --start "$start" --end "$end" \
-  --command "bench/run_base.sh $config $run" --out "bench/results/$name"
+  --command "${CORD_SETS:+CORD_SETS=\"$CORD_SETS\" }bench/run_base.sh $config $run" --out "bench/results/$name"

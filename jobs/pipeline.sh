@@ -10,7 +10,9 @@
 # Environment: CORD_RANKS (MPI ranks, default 2), CORD_BUILD_DIR (default build),
 #   CORD_RESUME (the training stages' --resume: default auto, so that a rerun after a
 #   preemption or a crash continues each stage from its newest committed checkpoint, and a
-#   finished stage only re-validates and rewrites its weights; none = from scratch).
+#   finished stage only re-validates and rewrites its weights; none = from scratch),
+#   CORD_SETS (extra `--set KEY=VALUE` words for every command, e.g. a model directory that
+#   a job file cannot name portably: CORD_SETS="--set model.source=hf:DIR").
 # The corpus is reused when RUN_DIR/corpus.h5 exists; delete it to regenerate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 
 common=(--set "train.run_dir=$run" --set "train.corpus=$run/corpus.h5")
+# shellcheck disable=SC2206  # CORD_SETS is a list of words, split on purpose
+if [ -n "${CORD_SETS:-}" ]; then common+=(${CORD_SETS}); fi
 if [ -n "$config" ]; then common=(--config "$config" "${common[@]}"); fi
 mkdir -p "$run"
 : > "$run/timings.tsv"
