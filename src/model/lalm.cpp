@@ -171,6 +171,13 @@ void set_trainable(torch::nn::Module& part, bool trainable) {
   }
 }
 
+void set_trainable_groups(LalmImpl& model, const std::vector<std::string>& groups) {
+  const auto named = [&](const char* group) { return std::find(groups.begin(), groups.end(), group) != groups.end(); };
+  set_trainable(*model.encoder, named("encoder"));
+  set_trainable(*model.projector, named("projector"));
+  set_trainable(*model.decoder, named("decoder"));
+}
+
 std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, const comm::ProcessGroup& tp_group) {
   std::map<std::string, ShardSpec> specs;
   auto collect = [&](const std::string& prefix, const torch::nn::Module* m) {

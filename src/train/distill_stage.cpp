@@ -137,9 +137,7 @@ DistillStage::DistillStage(StageContext& context) : c_(context) {
     for (at::Tensor& p : frozen_teacher_->parameters()) p.requires_grad_(false);
   }
   trainable_ = split_comma_list(cc.trainable);
-  model::set_trainable(*c_.model->encoder, learns("encoder"));
-  model::set_trainable(*c_.model->projector, learns("projector"));
-  model::set_trainable(*c_.model->decoder, learns("decoder"));
+  model::set_trainable_groups(*c_.model, trainable_);
 }
 
 bool DistillStage::learns(const std::string& group) const {

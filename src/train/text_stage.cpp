@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <iomanip>
 #include <numeric>
 #include <sstream>
@@ -68,11 +67,7 @@ TextStage::TextStage(StageContext& context) : c_(context), align_(context.config
                     << header.step << " steps, commit " << header.commit << ")";
   }
   if (align_) {
-    const std::vector<std::string> parts = split_comma_list(tc.align_trainable);
-    const auto learns = [&](const char* part) { return std::find(parts.begin(), parts.end(), part) != parts.end(); };
-    model::set_trainable(*c_.model->encoder, learns("encoder"));
-    model::set_trainable(*c_.model->projector, learns("projector"));
-    model::set_trainable(*c_.model->decoder, learns("decoder"));
+    model::set_trainable_groups(*c_.model, split_comma_list(tc.align_trainable));
   } else {
     model::set_trainable(*c_.model->encoder, false);
     model::set_trainable(*c_.model->projector, false);

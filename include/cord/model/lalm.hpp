@@ -160,6 +160,10 @@ struct ParamShard {
 // fixed ones, which never train (Whisper's sinusoidal positions, as in Qwen2-Audio).
 void set_trainable(torch::nn::Module& part, bool trainable);
 
+// set_trainable on the encoder, projector and decoder: each learns if `groups` names it
+// (cord.trainable, train.align_trainable; validated at config load).
+void set_trainable_groups(LalmImpl& model, const std::vector<std::string>& groups);
+
 // Every parameter of `module` with its shard description, in registration order.
 std::vector<ParamShard> sharded_parameters(const torch::nn::Module& module, const comm::ProcessGroup& tp_group);
 
