@@ -7,7 +7,9 @@
 # Usage: bench/run_heldout_voice.sh [MODEL] [CORPUS] [ESPEAK_EVAL]
 #   defaults: runs/base_small/align/model.h5, runs/base_small/corpus.h5, and runs/protocol/base/eval
 #   (the transfer protocol's eval of that base, with predictions.jsonl)
-# Environment: CORD_HELDOUT_DIR (default runs/heldout_voice), CORD_RANKS (2), CORD_BUILD_DIR (build).
+# Environment: CORD_HELDOUT_DIR (default runs/heldout_voice), CORD_RANKS (2), CORD_BUILD_DIR (build),
+#   CORD_HELDOUT_CONFIG: the eval's job file, the model's architecture (default jobs/protocol.toml,
+#   base_small's; empty = the embedded configuration, the main job's model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-runs/base_small/align/model.h5}
@@ -31,7 +33,10 @@ if [ ! -s "$dir/manifest.tsv" ]; then
 fi
 rm -f "$dir/heldout.h5"
 "$build/cord" corpus import --manifest "$dir/manifest.tsv" --out "$dir/heldout.h5"
-mpiexec -n "${CORD_RANKS:-2}" "$build/cord" eval --config jobs/protocol.toml --set "train.corpus=$dir/heldout.h5" \
+config=${CORD_HELDOUT_CONFIG-jobs/protocol.toml}
+config_args=()
+if [ -n "$config" ]; then config_args=(--config "$config"); fi
+mpiexec -n "${CORD_RANKS:-2}" "$build/cord" eval "${config_args[@]}" --set "train.corpus=$dir/heldout.h5" \
   --ckpt "$model" --out "$dir/eval" < /dev/null
 "$python" bench/heldout_voice.py summarize --dir "$dir" --espeak-eval "$espeak_eval" --festival-eval "$dir/eval" \
   --out "bench/results/heldout_voice_${CORD_HELDOUT_NAME:-base_small}" \

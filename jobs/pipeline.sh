@@ -12,7 +12,10 @@
 #   preemption or a crash continues each stage from its newest committed checkpoint, and a
 #   finished stage only re-validates and rewrites its weights; none = from scratch),
 #   CORD_SETS (extra `--set KEY=VALUE` words for every command, e.g. a model directory that
-#   a job file cannot name portably: CORD_SETS="--set model.source=hf:DIR").
+#   a job file cannot name portably: CORD_SETS="--set model.source=hf:DIR"),
+#   CORD_FROM (the first step to run: corpus (default), text, align, eval, distill or
+#   cord_eval; the steps before it are taken from RUN_DIR as they are, with their rows of
+#   timings.tsv: CORD_FROM=distill runs CORD again on the run's base).
 # The corpus is reused when RUN_DIR/corpus.h5 exists; delete it to regenerate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,11 +31,32 @@ common=(--set "train.run_dir=$run" --set "train.corpus=$run/corpus.h5")
 if [ -n "${CORD_SETS:-}" ]; then common+=(${CORD_SETS}); fi
 if [ -n "$config" ]; then common=(--config "$config" "${common[@]}"); fi
 mkdir -p "$run"
-: > "$run/timings.tsv"
+steps=(corpus text align eval distill cord_eval)
+from=${CORD_FROM:-corpus}
+reused=()
+for name in "${steps[@]}"; do
+  [ "$name" = "$from" ] && break
+  reused+=("$name")
+done
+if [ ${#reused[@]} -eq ${#steps[@]} ]; then
+  echo "[pipeline] CORD_FROM=$from is not one of ${steps[*]}" >&2
+  exit 2
+fi
+if [ ${#reused[@]} -eq 0 ]; then
+  : > "$run/timings.tsv"
+else  # keep the reused steps' times; the ones that run again are appended
+  [ -f "$run/timings.tsv" ] || { echo "[pipeline] CORD_FROM=$from: $run/timings.tsv is missing" >&2; exit 2; }
+  awk -F'\t' -v keep=" ${reused[*]} " 'index(keep, " " $1 " ")' "$run/timings.tsv" > "$run/timings.tsv.kept"
+  mv "$run/timings.tsv.kept" "$run/timings.tsv"
+fi
 
-step() {  # step NAME cord ARGS...: runs and times one command
+step() {  # step NAME cord ARGS...: runs and times one command, unless CORD_FROM reuses it
   local name=$1
   shift
+  if [[ " ${reused[*]} " == *" $name "* ]]; then
+    echo "[pipeline] $name: reused from $run (CORD_FROM=$from)" >&2
+    return
+  fi
   local command=(mpiexec -n "$ranks" "$build/cord" "$@")
   echo "[pipeline] $name: ${command[*]}" >&2
   local start end

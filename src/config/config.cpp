@@ -133,6 +133,22 @@ std::vector<Field> config_fields(Config& config) {
       {"train.distill.min_lr", "distill stage: learning rate at the last step (cosine floor)",
        &config.train.distill.min_lr, at_least(0)},
       {"train.distill.warmup_steps", "distill stage: linear warmup steps", &config.train.distill.warmup_steps, between(0, 1e12)},
+      {"train.augment.speed", "align/distill training: speed perturbation, factor ~ U[1 - speed, 1 + speed]; 0 = off",
+       &config.train.augment.speed, between(0, 0.5)},
+      {"train.augment.noise_fraction", "align/distill training: share of items given white noise; 0 = off",
+       &config.train.augment.noise_fraction, between(0, 1)},
+      {"train.augment.noise_snr_min_db", "the added noise's SNR ~ U[min, max] dB", &config.train.augment.noise_snr_min_db,
+       between(-20, 100)},
+      {"train.augment.noise_snr_max_db", "the added noise's highest SNR, dB", &config.train.augment.noise_snr_max_db,
+       between(-20, 100)},
+      {"train.augment.time_masks", "align/distill training: SpecAugment time masks per item; 0 = off",
+       &config.train.augment.time_masks, between(0, 100)},
+      {"train.augment.time_mask_frames", "the widest time mask, frames", &config.train.augment.time_mask_frames,
+       between(1, 10000)},
+      {"train.augment.freq_masks", "align/distill training: SpecAugment frequency masks per item; 0 = off",
+       &config.train.augment.freq_masks, between(0, 100)},
+      {"train.augment.freq_mask_bins", "the widest frequency mask, mel bins", &config.train.augment.freq_mask_bins,
+       between(1, 1000)},
       {"cord.method", "cord | cord-unweighted | opd | grpo | sft | fkl (docs/method.md)", choice_ref(&config.cord.method)},
       {"cord.alpha", "weight of the top_k highest-divergence positions of a rollout", &config.cord.alpha, between(0, 1e6)},
       {"cord.beta", "position weight of the first token, decaying linearly to 1 at the last", &config.cord.beta, between(0, 1e6)},
@@ -303,6 +319,7 @@ void validate_train(const TrainConfig& t) {
                                     {"align", t.align}, {"distill", t.distill}}) {
     require_range(("train." + std::string(name) + ".min_lr").c_str(), stage.min_lr, 0, stage.lr);
   }
+  require_range("train.augment.noise_snr_max_db", t.augment.noise_snr_max_db, t.augment.noise_snr_min_db, 100);
 }
 
 void validate_cord(const CordConfig& c) {

@@ -65,9 +65,6 @@ std::vector<float> read_audio_file(const std::string& path, int* sample_rate) {
   return mono;
 }
 
-namespace {
-
-// Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
 double hz_to_mel(double hz) {
   const double f_sp = 200.0 / 3.0, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
   const double logstep = std::log(6.4) / 27.0;
@@ -79,8 +76,6 @@ double mel_to_hz(double mel) {
   const double logstep = std::log(6.4) / 27.0;
   return mel < min_log_mel ? mel * f_sp : min_log_hz * std::exp(logstep * (mel - min_log_mel));
 }
-
-}  // namespace
 
 std::vector<float> mel_filterbank(int n_mels) {
   if (n_mels < 1) throw UsageError("mel_filterbank: n_mels must be >= 1, got " + std::to_string(n_mels));

@@ -95,18 +95,36 @@ Batch CorpusLoader::next() {
   }
   const std::vector<std::int64_t> rows = rows_of(state_.epoch, state_.next_batch);
   ++state_.next_batch;
-  return load_batch(corpus_, rows);
+  if (!options_.augment.any()) return load_batch(corpus_, rows);
+  CORD_CHECK(corpus_.feature_kind() == "cord",
+             "loader: augmentation of " + corpus_.path() + "'s Whisper features (only cord's features are augmented)");
+  const std::uint64_t epoch_seed = derive_seed(options_.seed, Stream::kAugment, static_cast<std::uint64_t>(state_.epoch));
+  return load_batch(corpus_, rows, [&](std::int64_t row, const at::Tensor& features) {
+    return augment_features(features, options_.augment, mix64(epoch_seed + static_cast<std::uint64_t>(row)));
+  });
 }
 
-Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& rows) {
+namespace {
+
+// One item's stored features, [frames, n_mels] float32.
+at::Tensor item_features(const CorpusReader& corpus, std::int64_t row) {
+  std::vector<std::uint16_t> half = corpus.features(row);
+  return torch::from_blob(half.data(), {corpus.frames(row), corpus.n_mels()}, torch::kFloat16).to(torch::kFloat32);
+}
+
+}  // namespace
+
+Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& rows, const FeatureTransform& transform) {
   CORD_CHECK(!rows.empty(), "load_batch: no rows");
   Batch batch;
   batch.items = rows;
 
   const auto b = static_cast<std::int64_t>(batch.items.size());
+  std::vector<at::Tensor> features;
   std::int64_t max_frames = 0, max_question = 0, max_solution = 0;
   for (const std::int64_t row : batch.items) {
-    max_frames = std::max(max_frames, corpus.frames(row));
+    features.push_back(transform ? transform(row, item_features(corpus, row)) : item_features(corpus, row));
+    max_frames = std::max(max_frames, features.back().size(0));
     max_question = std::max<std::int64_t>(max_question, static_cast<std::int64_t>(corpus.question(row).size()));
     max_solution = std::max<std::int64_t>(max_solution, static_cast<std::int64_t>(corpus.solution(row).size()));
   }
@@ -121,13 +139,13 @@ Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& ro
   batch.family = torch::zeros({b}, torch::kInt64);
   for (std::int64_t k = 0; k < b; ++k) {
     const std::int64_t row = batch.items[static_cast<std::size_t>(k)];
-    const std::int64_t frames = corpus.frames(row);
-    std::vector<std::uint16_t> half = corpus.features(row);
-    const at::Tensor item = torch::from_blob(half.data(), {frames, n_mels}, torch::kFloat16).to(torch::kFloat32);
+    const at::Tensor& item = features[static_cast<std::size_t>(k)];
+    const std::int64_t frames = item.size(0);
     batch.features[k].slice(0, 0, frames).copy_(item);
     // Whisper features carry 2 frames past the audio that the encoder's convolutions read;
-    // its attention covers the valid ones (model/whisper_encoder.hpp).
-    const std::int64_t valid = corpus.valid_frames(row);
+    // its attention covers the valid ones (model/whisper_encoder.hpp). Transformed
+    // (augmented cord) features are valid throughout.
+    const std::int64_t valid = transform ? frames : corpus.valid_frames(row);
     batch.feature_lengths[k] = valid;
     batch.feature_mask[k].slice(0, 0, frames).fill_(true);
     auto put_tokens = [k](const std::vector<std::int32_t>& ids, at::Tensor& tokens, at::Tensor& mask) {

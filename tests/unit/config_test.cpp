@@ -170,6 +170,19 @@ TEST(Config, ParameterGroupListsNameTheKey) {
   EXPECT_EQ(load_config("", {}).train.align_trainable, "encoder,projector");
 }
 
+TEST(Config, AugmentationIsOffByDefaultAndItsRangesNameTheKey) {
+  const Config config = load_config("", {});
+  EXPECT_FALSE(config.train.augment.any());
+  EXPECT_TRUE(load_config("", {"train.augment.freq_masks=2"}).train.augment.any());
+  for (const char* bad : {"train.augment.speed=0.6", "train.augment.noise_fraction=1.5", "train.augment.time_masks=-1",
+                          "train.augment.freq_mask_bins=0"}) {
+    const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_NE(usage_error_of([&] { load_config("", {bad}); }).find(key), std::string::npos) << bad;
+  }
+  EXPECT_EQ(usage_error_of([] { load_config("", {"train.augment.noise_snr_min_db=20", "train.augment.noise_snr_max_db=5"}); }),
+            "train.augment.noise_snr_max_db=5 is outside [20, 100]");
+}
+
 // A choice is parsed once, at load: a misspelt name in a file names the key, the file and
 // line and every valid name; the resolved dump writes the name back.
 TEST(Config, ChoicesAreParsedAtLoadAndDumpedByName) {

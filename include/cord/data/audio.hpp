@@ -33,6 +33,10 @@ void add_white_noise(std::vector<float>& samples, double snr_db, std::uint64_t s
 // the file's sample rate. Throws UsageError naming the file when it is unreadable or empty.
 std::vector<float> read_audio_file(const std::string& path, int* sample_rate);
 
+// Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
+double hz_to_mel(double hz);
+double mel_to_hz(double mel);
+
 // The mel filterbank, [n_mels, kFftSize / 2 + 1] row-major (Slaney scale and area
 // normalisation over 0..8 kHz, as Whisper's).
 std::vector<float> mel_filterbank(int n_mels = kMelBins);

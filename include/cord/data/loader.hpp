@@ -7,6 +7,8 @@
 // [g * global_batch, (g + 1) * global_batch) of that order; dp rank r takes the r-th
 // contiguous slice of global_batch / dp items. The incomplete last global batch of an
 // epoch is dropped, so every dp rank makes the same number of steps.
+// Optional training-time augmentation (options.augment) changes each item's features as
+// it is loaded, seeded by (seed, epoch, row): still dp-independent and resumable.
 // Optional length bucketing: within each window of `bucket_window` global batches the
 // positions are sorted by frame count before being cut into batches, and the batches of
 // the window are then visited in a (seed, epoch, window)-random order; still
@@ -17,10 +19,12 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "cord/comm/parallel_dims.hpp"
+#include "cord/data/augment.hpp"
 #include "cord/data/corpus.hpp"
 
 namespace cord::data {
@@ -34,6 +38,9 @@ struct LoaderOptions {
   bool shuffle = true;            // false: corpus order
   int bucket_window = 0;          // global batches per length-bucketing window; 0 = no bucketing
   std::vector<Family> families;   // only items of these families; empty = every family
+  // Training-time augmentation of each item's features (data/augment.hpp), drawn from
+  // (seed, epoch, corpus row); off by default. Only for cord's features.
+  AugmentOptions augment;
 };
 
 struct LoaderState {
@@ -56,8 +63,14 @@ struct Batch {
   std::vector<std::string> answers; // decoded answer text, [B]
 };
 
-// The items at corpus `rows`, in that order, as one padded batch.
-Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& rows);
+// A change of one item's features before batching: (corpus row, [frames, n_mels] float32)
+// -> [frames', n_mels] float32, every frame valid (the loader's augmentation).
+using FeatureTransform = std::function<at::Tensor(std::int64_t row, const at::Tensor& features)>;
+
+// The items at corpus `rows`, in that order, as one padded batch; `transform` (when set)
+// is applied to each item's features first.
+Batch load_batch(const CorpusReader& corpus, const std::vector<std::int64_t>& rows,
+                 const FeatureTransform& transform = {});
 
 // `options` with dp_rank and dp_size set from the rank layout: the data-parallel
 // coordinate of `world_rank`, never the world rank itself, so that the tensor-parallel

@@ -21,6 +21,7 @@ enum class Stream : std::uint64_t {
   kTts = 5,      // libc rand() seed handed to the TTS engine
   kShuffle = 6,  // loader epoch permutations
   kBuckets = 7,  // loader bucket-order permutations
+  kAugment = 8,  // training-time feature augmentation (per epoch and corpus row)
 };
 
 inline std::uint64_t mix64(std::uint64_t x) {
