@@ -5,15 +5,16 @@
 # the same text stage with augmentation on, into OUT; both align models are then scored on
 # the test split as espeak-ng speaks it and on the same questions spoken by festival
 # (bench/run_heldout_voice.sh, 70 a family). Results: bench/results/heldout_voice_main_base,
-# heldout_voice_main_augmented and augment_main.{json,md} (bench/summarize_augment.py).
+# heldout_voice_NAME_augmented and augment_NAME.{json,md} (bench/summarize_augment.py).
 # Usage: bench/run_augment.sh [BASE] [OUT]    (defaults runs/main_seeds/seed-1, runs/augment)
 # Environment: CORD_AUGMENT_SETS (default: speed 0.1, white noise on half the items at
 #   10-30 dB, 2 time masks of <= 20 frames, 2 frequency masks of <= 10 bins),
-#   CORD_RANKS (2), CORD_BUILD_DIR (build).
+#   CORD_AUGMENT_NAME (default main: the results' name), CORD_RANKS (2), CORD_BUILD_DIR (build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-runs/main_seeds/seed-1}
 out=${2:-runs/augment}
+name=${CORD_AUGMENT_NAME:-main}
 build=${CORD_BUILD_DIR:-build}
 ranks=${CORD_RANKS:-2}
 sets=${CORD_AUGMENT_SETS:-"train.augment.speed=0.1 train.augment.noise_fraction=0.5 train.augment.time_masks=2 train.augment.freq_masks=2"}
@@ -36,8 +37,9 @@ end=$(date +%s.%N)
 mpiexec -n "$ranks" "$build/cord" eval "${common[@]}" --ckpt "$out/align/model.h5" --out "$out/eval" < /dev/null
 export CORD_HELDOUT_CONFIG="" CORD_HELDOUT_DIR=${CORD_HELDOUT_DIR:-runs/heldout_voice_main}
 CORD_HELDOUT_NAME=main_base bench/run_heldout_voice.sh "$base/align/model.h5" "$base/corpus.h5" "$base/eval"
-CORD_HELDOUT_NAME=main_augmented bench/run_heldout_voice.sh "$out/align/model.h5" "$base/corpus.h5" "$out/eval"
+CORD_HELDOUT_NAME="${name}_augmented" bench/run_heldout_voice.sh "$out/align/model.h5" "$base/corpus.h5" "$out/eval"
 python3 bench/summarize_augment.py --base bench/results/heldout_voice_main_base.json \
-  --augmented bench/results/heldout_voice_main_augmented.json --base-eval "$base/eval/eval.json" \
+  --augmented "bench/results/heldout_voice_${name}_augmented.json" --base-eval "$base/eval/eval.json" \
   --augmented-eval "$out/eval/eval.json" --sets "$sets" --align-seconds "$(awk -v s="$start" -v e="$end" 'BEGIN { print e - s }')" \
-  --command "bench/run_augment.sh $base $out" --out bench/results/augment_main
+  --command "CORD_AUGMENT_NAME=$name CORD_AUGMENT_SETS=\"$sets\" bench/run_augment.sh $base $out" \
+  --out "bench/results/augment_${name}"
