@@ -7,9 +7,9 @@
 # CORD's accuracy, the gap reduction, the text change and the wall time; mean and spread
 # over seeds; seed 1's tables per family (bench/summarize_base.py --mode main).
 #
-# A seed whose RUN_DIR/seed-S/wall.tsv exists is finished and kept, so the seeds can be
-# split across sittings; an unfinished one starts again from scratch. Delete
-# RUN_DIR/seed-S to re-run it. A seed's wall time is the sum of its steps' times
+# A seed whose last step's result, RUN_DIR/seed-S/cord_eval/eval.json, exists is finished and
+# kept, so the seeds can be split across sittings; an unfinished one starts again from
+# scratch. Delete RUN_DIR/seed-S to re-run it. A seed's wall time is the sum of its steps' times
 # (timings.tsv).
 #
 # Usage: bench/run_main.sh [RUN_DIR]            (default runs/main_seeds)
@@ -32,22 +32,20 @@ seed_runs=()
 for seed in $seeds; do
   dir="$run/seed-$seed"
   seed_runs+=("$dir")
-  if [ -f "$dir/wall.tsv" ] && [ -n "${CORD_MAIN_FROM:-}" ]; then
+  finished=$dir/cord_eval/eval.json
+  if [ -f "$finished" ] && [ -n "${CORD_MAIN_FROM:-}" ]; then
     echo "[run_main] seed $seed: from $CORD_MAIN_FROM on its base ($dir)" >&2
     CORD_FROM=$CORD_MAIN_FROM CORD_RESUME=none CORD_SETS="--set train.seed=$seed --set model.init_seed=$((1233 + seed))" \
       jobs/pipeline.sh "" "$dir" 2>&1 | tee "$dir/pipeline_from_$CORD_MAIN_FROM.log"
     continue
   fi
-  if [ -f "$dir/wall.tsv" ]; then
+  if [ -f "$finished" ]; then
     echo "[run_main] seed $seed: finished earlier, kept ($dir)" >&2
     continue
   fi
   rm -rf "$dir"
   mkdir -p "$dir"
-  start=$(date +%s.%N)
   CORD_RESUME=none CORD_SETS="--set train.seed=$seed --set model.init_seed=$((1233 + seed))" jobs/pipeline.sh "" "$dir" 2>&1 | tee "$dir/pipeline.log"
-  end=$(date +%s.%N)
-  printf 'start\tend\n%s\t%s\n' "$start" "$end" > "$dir/wall.tsv"
 done
 
 first="$run/seed-${seeds%% *}"

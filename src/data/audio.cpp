@@ -77,13 +77,18 @@ double mel_to_hz(double mel) {
   return mel < min_log_mel ? mel * f_sp : min_log_hz * std::exp(logstep * (mel - min_log_mel));
 }
 
+std::vector<double> mel_edges_hz(int n_mels) {
+  const double mel_max = hz_to_mel(kSampleRate / 2.0);
+  std::vector<double> edges(static_cast<std::size_t>(n_mels) + 2);
+  for (int m = 0; m < n_mels + 2; ++m) edges[static_cast<std::size_t>(m)] = mel_to_hz(mel_max * m / (n_mels + 1));
+  return edges;
+}
+
 std::vector<float> mel_filterbank(int n_mels) {
   if (n_mels < 1) throw UsageError("mel_filterbank: n_mels must be >= 1, got " + std::to_string(n_mels));
   const int bins = kFftSize / 2 + 1;
   const double nyquist = kSampleRate / 2.0;
-  std::vector<double> mel_hz(static_cast<std::size_t>(n_mels) + 2);
-  const double mel_max = hz_to_mel(nyquist);
-  for (int m = 0; m < n_mels + 2; ++m) mel_hz[static_cast<std::size_t>(m)] = mel_to_hz(mel_max * m / (n_mels + 1));
+  const std::vector<double> mel_hz = mel_edges_hz(n_mels);
   std::vector<float> weights(static_cast<std::size_t>(n_mels) * bins, 0.0f);
   for (int m = 0; m < n_mels; ++m) {
     const double lo = mel_hz[static_cast<std::size_t>(m)], mid = mel_hz[static_cast<std::size_t>(m) + 1],

@@ -23,14 +23,6 @@ at::Tensor from_power(const at::Tensor& power) {
   return ((log_power + 4.0) / 4.0).to(torch::kFloat32);
 }
 
-// The Hz edges of the n_mels + 2 points of the mel filterbank (audio.cpp's mel_filterbank).
-std::vector<double> mel_edges_hz(int n_mels) {
-  const double mel_max = hz_to_mel(kSampleRate / 2.0);
-  std::vector<double> edges(static_cast<std::size_t>(n_mels) + 2);
-  for (int m = 0; m < n_mels + 2; ++m) edges[static_cast<std::size_t>(m)] = mel_to_hz(mel_max * m / (n_mels + 1));
-  return edges;
-}
-
 // Reads `x` at fractional positions `at` along `dim` (clamped to the ends), linearly.
 at::Tensor interpolate(const at::Tensor& x, int64_t dim, const std::vector<double>& at) {
   const int64_t last = x.size(dim) - 1;

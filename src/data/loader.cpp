@@ -42,6 +42,11 @@ CorpusLoader::CorpusLoader(const CorpusReader& corpus, const LoaderOptions& opti
                      std::to_string(split_rows_.size()) + " items, fewer than one global batch of " +
                      std::to_string(options.global_batch));
   }
+  if (options.augment.any() && corpus.feature_kind() != "cord") {
+    throw UsageError("train.augment: " + corpus.path() + " holds " + corpus.feature_kind() +
+                     " features (feature_kind); only cord's features are augmented (data/augment.hpp): set every "
+                     "train.augment option to 0 or use a corpus with corpus.features = cord");
+  }
   state_.seed = options.seed;
 }
 
@@ -96,8 +101,6 @@ Batch CorpusLoader::next() {
   const std::vector<std::int64_t> rows = rows_of(state_.epoch, state_.next_batch);
   ++state_.next_batch;
   if (!options_.augment.any()) return load_batch(corpus_, rows);
-  CORD_CHECK(corpus_.feature_kind() == "cord",
-             "loader: augmentation of " + corpus_.path() + "'s Whisper features (only cord's features are augmented)");
   const std::uint64_t epoch_seed = derive_seed(options_.seed, Stream::kAugment, static_cast<std::uint64_t>(state_.epoch));
   return load_batch(corpus_, rows, [&](std::int64_t row, const at::Tensor& features) {
     return augment_features(features, options_.augment, mix64(epoch_seed + static_cast<std::uint64_t>(row)));

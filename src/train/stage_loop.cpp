@@ -123,15 +123,10 @@ struct StageLoop::State {
 namespace {
 
 // [train.augment] for this stage's training batches: the stages that train on audio
-// (align, distill) augment cord's features; the text stage reads no audio. Whisper's
-// features are refused (data/augment.hpp says why).
-data::AugmentOptions training_augmentation(const TrainConfig& tc, const data::CorpusReader& corpus) {
+// (align, distill) augment; the text stage reads no audio. (The loader refuses Whisper
+// features.)
+data::AugmentOptions training_augmentation(const TrainConfig& tc) {
   if (!tc.augment.any() || tc.stage == StageName::kText) return {};
-  if (corpus.feature_kind() != "cord") {
-    throw UsageError("train.augment: " + corpus.path() + " holds " + corpus.feature_kind() +
-                     " features (feature_kind); only cord's features are augmented: set every train.augment "
-                     "option to 0 or use a corpus with corpus.features = cord");
-  }
   const AugmentConfig& a = tc.augment;
   CORD_LOG(kInfo) << "train " << name_of(tc.stage) << ": training audio augmented: speed +-" << a.speed
                   << ", white noise on " << a.noise_fraction << " of the items at " << a.noise_snr_min_db << "-"
@@ -166,7 +161,7 @@ StageLoop::StageLoop(StageContext& context, Stage& stage, const std::string& com
   for (const std::string& name : split_comma_list(tc.families)) {
     loader_options.families.push_back(data::parse_family(name, "train.families"));
   }
-  loader_options.augment = training_augmentation(tc, *context.corpus);
+  loader_options.augment = training_augmentation(tc);
   s.loader = std::make_unique<data::CorpusLoader>(
       *context.corpus, data::shard_options(loader_options, s.groups.dims, s.groups.world.rank()));
   if (!loader_options.families.empty()) {

@@ -37,6 +37,10 @@ std::vector<float> read_audio_file(const std::string& path, int* sample_rate);
 double hz_to_mel(double hz);
 double mel_to_hz(double mel);
 
+// The n_mels + 2 edge frequencies (Hz) of the filterbank's triangles, equally spaced in mel
+// over 0..8 kHz: triangle m rises from edge m to its centre, edge m + 1, and falls to m + 2.
+std::vector<double> mel_edges_hz(int n_mels);
+
 // The mel filterbank, [n_mels, kFftSize / 2 + 1] row-major (Slaney scale and area
 // normalisation over 0..8 kHz, as Whisper's).
 std::vector<float> mel_filterbank(int n_mels = kMelBins);

@@ -24,7 +24,7 @@
 // function of (features, options, seed); the loader seeds it from (train.seed, epoch, corpus
 // row), the same under any layout and after a resume.
 // Whisper's features are not augmented: their scaling uses the 30 s window's maximum and
-// their length is fixed by the window (the stage refuses the combination).
+// their length is fixed by the window (CorpusLoader refuses the combination).
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>

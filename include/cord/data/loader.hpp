@@ -79,8 +79,8 @@ LoaderOptions shard_options(LoaderOptions options, const comm::ParallelDims& dim
 
 class CorpusLoader {
  public:
-  // Throws UsageError when global_batch is not divisible by dp_size or the split has fewer
-  // items than one global batch.
+  // Throws UsageError when global_batch is not divisible by dp_size, the split has fewer
+  // items than one global batch, or augmentation is asked of Whisper features.
   CorpusLoader(const CorpusReader& corpus, const LoaderOptions& options);
 
   std::int64_t batches_per_epoch() const;
