@@ -157,6 +157,13 @@ def summarize(a):
                     questions)
     festival = scores(read_jsonl(os.path.join(a.festival_eval, "predictions.jsonl")), {i: i for i in range(len(rows))},
                       questions)
+    # Both evals must score every chosen question: an espeak-ng eval cut short by eval.max_items
+    # would otherwise compare festival's 70 a family with fewer espeak-ng items.
+    for name, got in (("espeak-ng", espeak), ("festival", festival)):
+        if sum(s[0] for s in got.values()) != len(rows):
+            counts = {fam: s[0] for fam, s in got.items()}
+            sys.exit(f"heldout_voice: the {name} eval scores {counts} of the {len(rows)} chosen questions "
+                     f"(rows.json); evaluate more of the test split (eval.max_items)")
     table = {}
     for fam in sorted(set(espeak) | set(festival)):
         e, v = espeak.get(fam, [0, 0, 0, 1]), festival.get(fam, [0, 0, 0, 1])

@@ -8,8 +8,10 @@
 #   defaults: runs/base_small/align/model.h5, runs/base_small/corpus.h5, and runs/protocol/base/eval
 #   (the transfer protocol's eval of that base, with predictions.jsonl)
 # Environment: CORD_HELDOUT_DIR (default runs/heldout_voice), CORD_RANKS (2), CORD_BUILD_DIR (build),
-#   CORD_HELDOUT_CONFIG: the eval's job file, the model's architecture (default jobs/protocol.toml,
-#   base_small's; empty = the embedded configuration, the main job's model).
+#   CORD_HELDOUT_CONFIG: the job file of the import and the eval, the model's architecture and
+#   features (default jobs/protocol.toml, base_small's; empty = the embedded configuration, the
+#   main job's model), CORD_SETS: --set words for both, e.g. the real-parts base's
+#   "--set model.source=hf:DIR" (its tokenizer and Whisper features; see jobs/base_real_parts.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-runs/base_small/align/model.h5}
@@ -31,13 +33,15 @@ if [ ! -s "$dir/manifest.tsv" ]; then
   rm -rf "$dir"
   mv "$dir.partial" "$dir"
 fi
-rm -f "$dir/heldout.h5"
-"$build/cord" corpus import --manifest "$dir/manifest.tsv" --out "$dir/heldout.h5"
 config=${CORD_HELDOUT_CONFIG-jobs/protocol.toml}
 config_args=()
 if [ -n "$config" ]; then config_args=(--config "$config"); fi
+# shellcheck disable=SC2206  # CORD_SETS is a list of words by design
+config_args+=(${CORD_SETS:-})
+rm -f "$dir/heldout.h5"
+"$build/cord" corpus import "${config_args[@]}" --manifest "$dir/manifest.tsv" --out "$dir/heldout.h5"
 mpiexec -n "${CORD_RANKS:-2}" "$build/cord" eval "${config_args[@]}" --set "train.corpus=$dir/heldout.h5" \
   --ckpt "$model" --out "$dir/eval" < /dev/null
 "$python" bench/heldout_voice.py summarize --dir "$dir" --espeak-eval "$espeak_eval" --festival-eval "$dir/eval" \
   --out "bench/results/heldout_voice_${CORD_HELDOUT_NAME:-base_small}" \
-  --command "bench/run_heldout_voice.sh $model $corpus $espeak_eval"
+  --command "${CORD_SETS:+CORD_SETS=\"$CORD_SETS\" }${CORD_HELDOUT_CONFIG+CORD_HELDOUT_CONFIG=$config }${CORD_HELDOUT_DIR:+CORD_HELDOUT_DIR=$dir }${CORD_HELDOUT_NAME:+CORD_HELDOUT_NAME=$CORD_HELDOUT_NAME }bench/run_heldout_voice.sh $model $corpus $espeak_eval"

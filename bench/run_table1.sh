@@ -12,6 +12,7 @@
 #   RUN_DIR   where each method's run goes, RUN_DIR/METHOD (default runs/NAME)
 # Environment: CORD_METHODS (default: cord cord-unweighted opd grpo sft fkl),
 #              CORD_TABLE1_SETS (extra distill overrides, e.g. "train.seed=2"; see table1_lib.sh),
+#              CORD_SETS (--set words for every command, e.g. "--set model.source=hf:DIR"),
 #              CORD_RANKS (default 2), CORD_BUILD_DIR (default build),
 #              CORD_RESUME (default none: every method trains from step 0; auto continues
 #              an interrupted experiment from each method's newest committed checkpoint).

@@ -8,6 +8,10 @@
 #                                method's distill stage, e.g. "train.seed=2"; the results are
 #                                then named NAME-KEY_VALUE... (dots, '=' and spaces as '_') and
 #                                their command records the overrides
+#              CORD_SETS         `--set KEY=VALUE` words for every command (the base's eval, each
+#                                distill stage and eval) that do not name the results: a model
+#                                directory that a job file cannot name portably, e.g.
+#                                CORD_SETS="--set model.source=hf:DIR" (jobs/distill_real_parts.toml)
 # table1_base_eval_args          CORD_ARGS = the base model's eval (with CONFIG's [eval])
 # table1_train_args METHOD       CORD_ARGS = METHOD's distill stage from the base (--resume
 #                                ${CORD_RESUME:-none})
@@ -30,15 +34,23 @@ table1_setup() {
   mkdir -p "$TABLE1_RUN"
 }
 
+# Appends CORD_SETS's words to CORD_ARGS.
+table1_add_common_sets() {
+  # shellcheck disable=SC2206  # CORD_SETS is a list of words, split on purpose
+  if [ -n "${CORD_SETS:-}" ]; then CORD_ARGS+=(${CORD_SETS}); fi
+}
+
 table1_base_eval_args() {
   CORD_ARGS=(eval --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5"
              --ckpt "$TABLE1_BASE/align/model.h5" --out "$TABLE1_RUN/base/eval")
+  table1_add_common_sets
 }
 
 table1_train_args() {
   CORD_ARGS=(train --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5" --set train.stage=distill
              --set "cord.method=$1" --set "train.init=$TABLE1_BASE/align/model.h5"
              --set "train.run_dir=$TABLE1_RUN/$1" --resume "${CORD_RESUME:-none}")
+  table1_add_common_sets
   local extra
   for extra in ${CORD_TABLE1_SETS:-}; do
     CORD_ARGS+=(--set "$extra")
@@ -48,6 +60,7 @@ table1_train_args() {
 table1_eval_args() {
   CORD_ARGS=(eval --config "$TABLE1_CONFIG" --set "train.corpus=$TABLE1_BASE/corpus.h5"
              --ckpt "$TABLE1_RUN/$1/distill/model.h5" --out "$TABLE1_RUN/$1/eval")
+  table1_add_common_sets
 }
 
 table1_record_wall() {
@@ -55,7 +68,8 @@ table1_record_wall() {
 }
 
 table1_summarize() {
-  local start=$1 end=$2 command=${CORD_TABLE1_SETS:+CORD_TABLE1_SETS=\"$CORD_TABLE1_SETS\" }$3
+  local start=$1 end=$2
+  local command=${CORD_SETS:+CORD_SETS=\"$CORD_SETS\" }${CORD_TABLE1_SETS:+CORD_TABLE1_SETS=\"$CORD_TABLE1_SETS\" }$3
   shift 3
   local results=${CORD_RESULTS_DIR:-bench/results}
   mkdir -p "$results"

@@ -10,9 +10,12 @@ namespace cord::ckpt::detail {
 namespace {
 
 // Fields that do not change the architecture (a model initialised differently loads fine).
+// model.max_seq_len is a capacity, not a weight shape (RoPE tables and KV caches; Whisper's
+// positions follow max_source_positions): weights trained at 512 positions may decode a
+// longer prompt, e.g. a slower voice's audio.
 bool architecture_field(std::string_view key) {
   return key.substr(0, 6) == "model." && key != "model.init_seed" && key != "model.init_std" &&
-         key != "model.source";
+         key != "model.source" && key != "model.max_seq_len";
 }
 
 std::string field_text(const Field& field) {

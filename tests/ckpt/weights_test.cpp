@@ -93,6 +93,7 @@ TEST(Weights, AnotherArchitectureIsRejectedNamingEveryField) {
   wider.d_model = 64;
   wider.audio.n_layers = 2;
   wider.init_seed = 5;  // initialisation fields are not architecture
+  wider.max_seq_len = 2 * config.max_seq_len;  // nor is a capacity
   try {
     read_weights_header(path, wider);
     FAIL() << "expected an architecture mismatch";
@@ -101,7 +102,11 @@ TEST(Weights, AnotherArchitectureIsRejectedNamingEveryField) {
     EXPECT_NE(message.find("model.d_model: file 32, config 64"), std::string::npos) << message;
     EXPECT_NE(message.find("model.audio.n_layers: file 1, config 2"), std::string::npos) << message;
     EXPECT_EQ(message.find("init_seed"), std::string::npos) << message;
+    EXPECT_EQ(message.find("max_seq_len"), std::string::npos) << message;
   }
+  ModelConfig longer = config;
+  longer.max_seq_len = 2 * config.max_seq_len;
+  EXPECT_NO_THROW(read_weights_header(path, longer));
   comm::barrier(groups.world);
   if (world().rank() == 0) std::remove(path.c_str());
 }
