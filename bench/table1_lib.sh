@@ -69,7 +69,8 @@ table1_record_wall() {
 
 table1_summarize() {
   local start=$1 end=$2
-  local command=${CORD_SETS:+CORD_SETS=\"$CORD_SETS\" }${CORD_TABLE1_SETS:+CORD_TABLE1_SETS=\"$CORD_TABLE1_SETS\" }$3
+  local command=${CORD_SETS:+CORD_SETS=\"$CORD_SETS\" }${CORD_METHODS:+CORD_METHODS=\"$CORD_METHODS\" }
+  command+=${CORD_TABLE1_SETS:+CORD_TABLE1_SETS=\"$CORD_TABLE1_SETS\" }$3
   shift 3
   local results=${CORD_RESULTS_DIR:-bench/results}
   mkdir -p "$results"
