@@ -25,11 +25,15 @@ product of the environment's knobs (defaults in brackets):
   CORD_METHODS        [cord cord-unweighted opd grpo sft fkl]
   CORD_SEEDED_METHODS [cord sft fkl] run with every seed of CORD_SEEDS at the first budget
   CORD_SEEDS          [1 2 3] (every other cell runs seed 1)
+  CORD_LONG_REGIMES   [transfer] the regimes that run the longer budgets too (the paper's
+                      3,000 steps are its transfer setting; in_domain is Table 1's 1,000)
+  CORD_LONG_SEEDS     [1 2] the seeds of CORD_SEEDED_METHODS at the longer budgets (every
+                      other method runs seed 1 there)
   CORD_VARIANTS       [] names of VARIANTS below, each run at the first budget, transfer regime,
                       with CORD_VARIANT_SEEDS [1 2]; a warm-started variant's budget counts
                       its warm start's steps (its cell is named by the whole budget)
 Order: the first budget (for each regime its seed-1 cells, then the other seeds), then the
-longer budgets; variants last. A killed protocol resumes where it stopped: a cell with an
+longer budgets (the same order); variants last. A killed protocol resumes where it stopped: a cell with an
 eval is done, a cell without one continues from its newest checkpoint.
 
 Statistics: gap reduction = 1 - gap / gap(base) with gap = the base's text accuracy minus
@@ -98,9 +102,10 @@ def plan():
             sets.append("train.families=arithmetic")
         cells.append((cell_name(regime, budget, label, seed), regime, budget, label, method, seed, sets + list(extra)))
 
-    for regime in regimes:
-        if regime not in ("transfer", "in_domain"):
-            sys.exit(f"protocol.py: CORD_REGIMES: unknown regime '{regime}' (transfer, in_domain)")
+    for knob in ("CORD_REGIMES", "CORD_LONG_REGIMES"):
+        for regime in words(knob, ""):
+            if regime not in ("transfer", "in_domain"):
+                sys.exit(f"protocol.py: {knob}: unknown regime '{regime}' (transfer, in_domain)")
     for m in methods:
         if m not in METHODS:
             sys.exit(f"protocol.py: CORD_METHODS: unknown method '{m}' ({', '.join(METHODS)})")
@@ -111,10 +116,16 @@ def plan():
             for m in methods:
                 if m in seeded:
                     add(regime, budgets[0], m, m, seed)
+    long_regimes = words("CORD_LONG_REGIMES", "transfer")
+    long_seeds = [int(s) for s in words("CORD_LONG_SEEDS", "1 2")]
     for steps in budgets[1:]:
-        for regime in regimes:
+        for regime in [r for r in regimes if r in long_regimes]:
             for m in methods:
                 add(regime, steps, m, m, 1)
+            for seed in long_seeds[1:]:
+                for m in methods:
+                    if m in seeded:
+                        add(regime, steps, m, m, seed)
     for name in words("CORD_VARIANTS", ""):
         if name not in VARIANTS:
             sys.exit(f"protocol.py: CORD_VARIANTS: unknown variant '{name}' ({', '.join(VARIANTS)})")
@@ -473,18 +484,33 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    panels = sorted({k[:2] for k in rows})
+    # One panel of the methods per budget of the plan (a warm start's shorter budget is left
+    # to the tables, unless it is all there is), and one of the CORD variants next to cord.
+    planned = {int(b) for b in words("CORD_BUDGETS", "1000 3000")}
+    budgets = {k[:2] for k in rows if k[1] in planned} or {k[:2] for k in rows}
+    panels = []
+    for budget in sorted(budgets, key=lambda b: (b[0] != "transfer", b[1])):
+        members = sorted(k for k in rows if k[:2] == budget)
+        methods = [k for k in members if k[2] in METHODS]
+        variants = [k for k in members if k[2] not in METHODS]
+        if methods:
+            panels.append((f"{budget[0]}, {budget[1]} steps", methods))
+        if variants:
+            reference = [k for k in methods if k[2] == "cord"]
+            panels.append((f"{budget[0]}, {budget[1]} steps: CORD variants", reference + variants))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
-        for key in sorted(k for k in rows if k[:2] == panel):
+    for ax, (title, keys) in zip(axes[0], panels):
+        for key in keys:
             r = rows[key]
-            steps = [s for s, _, _ in r["validation"][0]]
-            curves = [c for c in r["validation"] if [s for s, _, _ in c] == steps]
+            # A warm-started variant's curve starts where its warm start ended.
+            own = int(next(x.split("=", 1)[1] for x in r["sets"] if x.startswith("train.distill.steps=")))
+            steps = [s + r["steps"] - own for s, _, _ in r["validation"][0]]
+            curves = [c for c in r["validation"] if [s + r["steps"] - own for s, _, _ in c] == steps]
             acc = np.array([[a for _, a, _ in c] for c in curves])
             line, = ax.plot(steps, acc.mean(0), marker="o", markersize=2, label=f"{r['label']} ({len(curves)} seeds)")
             if len(curves) > 1:
                 ax.fill_between(steps, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.15)
-        ax.set_title(f"{panel[0]}, {panel[1]} steps")
+        ax.set_title(title)
         ax.set_xlabel("distill step")
         ax.set_ylabel("audio accuracy, validation split (%)")
         ax.grid(alpha=0.3)
@@ -506,19 +532,20 @@ def markdown(result, base_scores):
              "of the text branch on the test solutions (nats/token).", "",
              f"Base: text {base_scores['all'][0]:.1f} / audio {base_scores['all'][1]:.1f} (all), "
              f"arithmetic {base_scores['in_domain'][0]:.1f} / {base_scores['in_domain'][1]:.1f}, "
-             f"out of domain {base_scores['out_of_domain'][0]:.1f} / {base_scores['out_of_domain'][1]:.1f}.", ""]
+             f"out of domain {base_scores['out_of_domain'][0]:.1f} / {base_scores['out_of_domain'][1]:.1f}; audio "
+             f"multiple choice {base_scores['multiple_choice'][1]:.1f}, ordering {base_scores['ordering'][1]:.1f}.", ""]
     families = ("arithmetic",) + OUT_OF_DOMAIN
     for budget in sorted({(r["regime"], r["steps"]) for r in result["rows"]}, key=lambda b: (b[0] != "transfer", b[1])):
         members = [r for r in result["rows"] if (r["regime"], r["steps"]) == budget]
         lines += [f"## {budget[0]}, {budget[1]} steps", "",
-                  "| method | seeds | GR in | GR out | GR all | audio all | text Δ arith. | text Δ MC | text Δ ord. "
-                  "| KL all | ms/step | wall min |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | seeds | GR in | GR out | GR all | audio all | audio MC | audio ord. | text Δ arith. "
+                  "| text Δ MC | text Δ ord. | KL all | ms/step | wall min |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in members:
             wall = [None if w is None else w / 60 for w in r["wall_seconds"]]
             lines.append(f"| {r['label']} | {len(r['seeds'])} | {fmt(r['gap_reduction_in_domain'])} | "
                          f"{fmt(r['gap_reduction_out_of_domain'])} | {fmt(r['gap_reduction_all'])} | "
-                         f"{fmt(r['audio_all'])} | " +
+                         f"{fmt(r['audio_all'])} | {fmt(r['audio_multiple_choice'])} | {fmt(r['audio_ordering'])} | " +
                          " | ".join(fmt(r[f'text_change_{f}'], signed=True) for f in families) +
                          f" | {fmt(r['kl_all'], 4)} | {fmt(r['ms_per_step'], 0)} | {fmt(wall)} |")
         lines.append("")
@@ -586,6 +613,7 @@ def summarize(a):
                                 "seeds": f"{len(a_tables)} vs {len(b_tables)}",
                                 "parts": bootstrap_difference(base, a_tables, b_tables, rng)})
     base_scores = {p: (part_accuracy(families, p, base, 1), part_accuracy(families, p, base, 2)) for p in PARTS}
+    base_scores.update({f: (accuracy(rows, base, 1), accuracy(rows, base, 2)) for f, rows in families.items()})
     result = {"what": "the transfer protocol (bench/run_protocol.sh): distill methods from one base, "
                       "on arithmetic alone (transfer) or every family (in_domain), evaluated on every family",
               "machine": benchlib.this_machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The steps of the transfer protocol (sourced by bench/run_protocol.sh and
 # slurm/protocol_array.sbatch; not a script itself). Every caller runs the same cord
 # command lines through its own launcher (mpiexec here, srun under Slurm).

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The transfer protocol (docs/experiments.md#the-transfer-protocol): from one base model,
 # every distill method on the arithmetic family alone (transfer) and on every family
-# (in_domain), at 1,000 and 3,000 steps, cord/sft/fkl with 3 seeds, each evaluated on the
-# whole test split with the text branch's KL from the base; then the summary with paired
-# bootstrap intervals in bench/results/protocol.{json,md,png}.
+# (in_domain) at 1,000 steps, transfer also at 3,000, cord/sft/fkl with 3 seeds at 1,000;
+# each evaluated on the whole test split with the text branch's KL from the base; then the
+# summary with paired bootstrap intervals in bench/results/protocol.{json,md,png}.
 # Usage: bench/run_protocol.sh [BASE_RUN] [RUNS]
 #   BASE_RUN  a base run with corpus.h5 and align/model.h5 (default runs/base_small, from
 #             bench/run_base.sh)
@@ -13,8 +13,8 @@
 # (CORD_PROTOCOL_ARCHIVE, default bench/results/protocol_cells) is committed with the
 # summary, so a later sitting continues even when RUNS is gone; bench/restore_protocol_base.sh
 # rebuilds BASE_RUN from the committed base weights. The cells and their order come
-# from bench/protocol.py plan (CORD_REGIMES, CORD_BUDGETS, CORD_METHODS, CORD_SEEDS,
-# CORD_VARIANTS...); CORD_MAX_CELLS=N stops after N cells trained by this call (to split
+# from bench/protocol.py plan (CORD_REGIMES, CORD_BUDGETS, CORD_LONG_REGIMES, CORD_METHODS,
+# CORD_SEEDS, CORD_VARIANTS...); CORD_MAX_CELLS=N stops after N cells trained by this call (to split
 # the protocol across sittings). Also CORD_RANKS (default 2), CORD_BUILD_DIR (default build).
 # The same cells run as a Slurm job array: slurm/submit_protocol.sh.
 set -euo pipefail
@@ -37,7 +37,7 @@ protocol_archive  # the base's eval (checked against an archived one) and any fi
 plan=$(protocol_plan)
 total=$(printf '%s\n' "$plan" | grep -c .)
 trained=0 index=0
-while IFS=$'\t' read -r cell regime steps label method seed sets; do
+while IFS=$'\t' read -r cell regime steps label _ seed sets; do
   index=$((index + 1))
   if protocol_done "$cell"; then
     echo "[protocol] $index/$total $cell: done" >&2

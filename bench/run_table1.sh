@@ -23,7 +23,7 @@ config=${1:-jobs/table1_small.toml}
 base=${2:-runs/base_small}
 table1_setup "$config" "$base" "${3:-}"
 run=$TABLE1_RUN
-methods=${CORD_METHODS:-cord cord-unweighted opd grpo sft fkl}
+read -r -a methods <<< "${CORD_METHODS:-cord cord-unweighted opd grpo sft fkl}"
 ranks=${CORD_RANKS:-2}
 build=${CORD_BUILD_DIR:-build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -33,7 +33,7 @@ start=$(date +%s.%N)
 echo "[table1] base" >&2
 table1_base_eval_args
 mpiexec -n "$ranks" "$build/cord" "${CORD_ARGS[@]}" 2>&1 | tee "$run/base.log"
-for method in $methods; do
+for method in "${methods[@]}"; do
   echo "[table1] $method" >&2
   t0=$(date +%s.%N)
   table1_train_args "$method"
@@ -42,4 +42,4 @@ for method in $methods; do
   mpiexec -n "$ranks" "$build/cord" "${CORD_ARGS[@]}" 2>&1 | tee -a "$run/$method.log"
   table1_record_wall "$method" "$t0" "$(date +%s.%N)"
 done
-table1_summarize "$start" "$(date +%s.%N)" "bench/run_table1.sh $config $base $run" $methods
+table1_summarize "$start" "$(date +%s.%N)" "bench/run_table1.sh $config $base $run" "${methods[@]}"

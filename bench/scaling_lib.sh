@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The steps of the strong-scaling study (sourced by bench/run_scaling.sh and
 # slurm/scaling.sbatch; not a script itself), so that both run the same commands.
 #
@@ -9,6 +10,7 @@
 # scaling_summarize DIR START END COMMAND   ${CORD_SCALING_OUT:-bench/results/scaling}.*
 
 SCALING_CONFIG=jobs/scaling_small.toml
+# shellcheck disable=SC2034  # read by the scripts that source this file
 SCALING_LAYOUTS=("1 1" "2 1" "2 2" "4 1" "4 4" "4 2")   # ranks tp (dp = ranks / tp)
 
 scaling_corpus_args() {

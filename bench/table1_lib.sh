@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The steps of our Table 1 (sourced by bench/run_table1.sh and slurm/table1_*.sbatch; not a
 # script itself): the cord command lines of each step, and the summary. Every caller runs
 # the same commands, through its own launcher (mpiexec here, srun under Slurm).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the slurm/*.sbatch scripts (sourced; not a job script itself).
 #
 # Environment (all optional):

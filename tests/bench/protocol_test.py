@@ -33,9 +33,14 @@ def test_plan():
     os.environ.update(CORD_REGIMES="transfer in_domain", CORD_BUDGETS="1000 3000", CORD_SEEDS="1 2 3",
                       CORD_METHODS="cord cord-unweighted opd grpo sft fkl", CORD_SEEDED_METHODS="cord sft fkl")
     os.environ.pop("CORD_VARIANTS", None)
+    os.environ.pop("CORD_LONG_REGIMES", None)
+    os.environ.pop("CORD_LONG_SEEDS", None)
     cells = protocol.plan()
     names = [c[0] for c in cells]
-    expect(len(names) == len(set(names)) == 2 * (6 + 2 * 3) + 2 * 6, f"36 distinct cells: {len(names)}")
+    expect(len(names) == len(set(names)) == 2 * (6 + 2 * 3) + 6 + 3, f"33 distinct cells: {len(names)}")
+    expect({c[1] for c in cells if c[2] == 3000} == {"transfer"}, "by default only transfer runs 3,000 steps")
+    expect(names[-4:] == ["transfer-3000/fkl-s1", "transfer-3000/cord-s2", "transfer-3000/sft-s2", "transfer-3000/fkl-s2"],
+           f"at 3,000 steps seed 1 of every method, then seed 2 of the seeded ones: {names[-4:]}")
     expect(names[0] == "transfer-1000/cord-s1" and names[6] == "transfer-1000/cord-s2",
            f"transfer seed 1 first, then its other seeds: {names[:8]}")
     expect(all("train.families=arithmetic" in c[6] for c in cells if c[1] == "transfer") and
@@ -44,6 +49,18 @@ def test_plan():
     first_long = next(i for i, n in enumerate(names) if "-3000/" in n)
     expect(all("-1000/" in n for n in names[:first_long]), "every 1,000-step cell before any 3,000-step one")
     expect({c[5] for c in cells if c[3] == "grpo"} == {1}, "unseeded methods run seed 1 only")
+    os.environ["CORD_LONG_REGIMES"] = "transfer in_domain"
+    expect(len(protocol.plan()) == 42, "CORD_LONG_REGIMES adds in_domain's 3,000-step cells")
+    os.environ["CORD_LONG_SEEDS"] = "1"
+    expect(len(protocol.plan()) == 36, "CORD_LONG_SEEDS=1: seed 1 alone at 3,000 steps")
+    os.environ.pop("CORD_LONG_SEEDS")
+    os.environ["CORD_LONG_REGIMES"] = "in-domain"
+    try:
+        protocol.plan()
+        expect(False, "an unknown regime in CORD_LONG_REGIMES is refused")
+    except SystemExit as e:
+        expect("CORD_LONG_REGIMES" in str(e), f"the refusal names the knob: {e}")
+    os.environ.pop("CORD_LONG_REGIMES")
     os.environ["CORD_VARIANTS"] = "cord-token-mean"
     variants = [c for c in protocol.plan() if c[3] == "cord-token-mean"]
     expect(len(variants) == 2 and all("cord.aggregation=token_mean" in c[6] for c in variants), f"variants: {variants}")

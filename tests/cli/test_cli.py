@@ -1571,7 +1571,7 @@ def case_protocol_tiny():
     work = os.path.join(ARGS.work_dir, "protocol")
     subprocess.run(["rm", "-rf", work], check=True)
     env = dict(os.environ, CORD_PROTOCOL_CONFIG=tiny_job(), CORD_REGIMES="transfer in_domain", CORD_BUDGETS="2 4",
-               CORD_SEEDS="1 2", CORD_METHODS="cord sft", CORD_SEEDED_METHODS="cord",
+               CORD_LONG_REGIMES="transfer in_domain", CORD_LONG_SEEDS="1", CORD_SEEDS="1 2", CORD_METHODS="cord sft", CORD_SEEDED_METHODS="cord",
                CORD_RESULTS_DIR=os.path.join(work, "results"), CORD_BUILD_DIR=os.path.dirname(ARGS.cord),
                CORD_PYTHON=sys.executable)
     script = os.path.join(ARGS.source_dir, "bench", "run_protocol.sh")
