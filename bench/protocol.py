@@ -33,8 +33,9 @@ product of the environment's knobs (defaults in brackets):
                       with CORD_VARIANT_SEEDS [1 2]; a warm-started variant's budget counts
                       its warm start's steps (its cell is named by the whole budget)
 Order: the first budget (for each regime its seed-1 cells, then the other seeds), then the
-longer budgets (the same order); variants last. A killed protocol resumes where it stopped: a cell with an
-eval is done, a cell without one continues from its newest checkpoint.
+longer budgets (the same order); variants last. A killed protocol resumes where it
+stopped: a cell with an eval is done, a cell without one continues from its newest
+checkpoint.
 
 Statistics: gap reduction = 1 - gap / gap(base) with gap = the base's text accuracy minus
 the method's audio accuracy, on the in-domain family (arithmetic), the out-of-domain ones
@@ -83,10 +84,15 @@ def cell_name(regime, steps, label, seed):
     return f"{regime}-{steps}/{label}-s{seed}"
 
 
+def planned_budgets():
+    """CORD_BUDGETS: the distill budgets of the plan, the seeded one first."""
+    return [int(b) for b in words("CORD_BUDGETS", "1000 3000")]
+
+
 def plan():
     """[(cell, regime, steps, label, method, seed, sets)] in the order they should run."""
     regimes = words("CORD_REGIMES", "transfer in_domain")
-    budgets = [int(b) for b in words("CORD_BUDGETS", "1000 3000")]
+    budgets = planned_budgets()
     methods = words("CORD_METHODS", " ".join(METHODS))
     seeded = set(words("CORD_SEEDED_METHODS", "cord sft fkl"))
     seeds = [int(s) for s in words("CORD_SEEDS", "1 2 3")]
@@ -486,8 +492,7 @@ def plot(rows, path):
     import numpy as np
     # One panel of the methods per budget of the plan (a warm start's shorter budget is left
     # to the tables, unless it is all there is), and one of the CORD variants next to cord.
-    planned = {int(b) for b in words("CORD_BUDGETS", "1000 3000")}
-    budgets = {k[:2] for k in rows if k[1] in planned} or {k[:2] for k in rows}
+    budgets = {k[:2] for k in rows if k[1] in planned_budgets()} or {k[:2] for k in rows}
     panels = []
     for budget in sorted(budgets, key=lambda b: (b[0] != "transfer", b[1])):
         members = sorted(k for k in rows if k[:2] == budget)
@@ -504,8 +509,9 @@ def plot(rows, path):
             r = rows[key]
             # A warm-started variant's curve starts where its warm start ended.
             own = int(next(x.split("=", 1)[1] for x in r["sets"] if x.startswith("train.distill.steps=")))
-            steps = [s + r["steps"] - own for s, _, _ in r["validation"][0]]
-            curves = [c for c in r["validation"] if [s + r["steps"] - own for s, _, _ in c] == steps]
+            offset = r["steps"] - own
+            steps = [s + offset for s, _, _ in r["validation"][0]]
+            curves = [c for c in r["validation"] if [s + offset for s, _, _ in c] == steps]
             acc = np.array([[a for _, a, _ in c] for c in curves])
             line, = ax.plot(steps, acc.mean(0), marker="o", markersize=2, label=f"{r['label']} ({len(curves)} seeds)")
             if len(curves) > 1:
